@@ -1,0 +1,184 @@
+"""Measures used throughout the course: spikiness of representations, memorization, detection quality.
+
+- :func:`representation_std`, :func:`participation_ratio`: how concentrated a representation ``h`` is
+  (Chapters 3-6, 11, 13). Both act along the last axis.
+- :func:`nn_distance_ratio`, :func:`memorization_fraction`: is a generated sample a copy of a training
+  point? (Chapters 1, 5, 7, 10, 12.)
+- :func:`detection_metrics`: AUROC and TPR at 1% FPR of a memorization detector (Chapters 11, 13).
+- :func:`psnr`: denoising quality (Chapter 6).
+
+Functions accept numpy arrays or torch tensors and return the same kind.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._arrays import ArrayLike, like_input, require_finite, to_tensor
+
+__all__ = [
+    "representation_std",
+    "participation_ratio",
+    "nn_distance_ratio",
+    "memorization_fraction",
+    "detection_metrics",
+    "psnr",
+]
+
+
+def representation_std(h: ArrayLike) -> ArrayLike:
+    """Population standard deviation of ``h`` along its last axis (the paper's spikiness proxy).
+
+    Std(h) = sqrt((1/p) Σ_j (h_j − mean(h))²). Shape ``(..., p)`` → ``(...)``.
+    """
+    t, was_np = to_tensor(h, "h")
+    if t.ndim == 0 or t.shape[-1] == 0:
+        raise ValueError(f"h must have a non-empty last axis (the p hidden units), got shape {tuple(t.shape)}")
+    require_finite(t, "h")
+    return like_input(t.std(dim=-1, unbiased=False), was_np)
+
+
+def participation_ratio(h: ArrayLike) -> ArrayLike:
+    """Participation ratio (Σ_j h_j²)² / Σ_j h_j⁴ along the last axis.
+
+    It counts "how many units carry the energy": 1 for a one-hot vector, p for a flat one, and it does not
+    change when ``h`` is scaled. An all-zero vector (no active unit) gets 0 by convention.
+    Shape ``(..., p)`` → ``(...)``.
+    """
+    t, was_np = to_tensor(h, "h")
+    if t.ndim == 0 or t.shape[-1] == 0:
+        raise ValueError(f"h must have a non-empty last axis (the p hidden units), got shape {tuple(t.shape)}")
+    require_finite(t, "h")
+    # scale each vector by its max |h_j| first, so h⁴ neither overflows nor underflows
+    scale = t.abs().amax(dim=-1, keepdim=True)
+    u = t / torch.where(scale > 0, scale, torch.ones_like(scale))
+    sq = u.square()
+    num = sq.sum(dim=-1).square()
+    den = sq.square().sum(dim=-1)
+    pr = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
+    return like_input(pr, was_np)
+
+
+def _flatten_pair(samples: ArrayLike, train: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    s, was_np = to_tensor(samples, "samples")
+    tr, _ = to_tensor(train, "train")
+    if s.ndim < 1 or tr.ndim < 1 or s.shape[0] == 0:
+        raise ValueError("samples must be a non-empty batch with samples along the first axis")
+    s = s.reshape(s.shape[0], -1)
+    tr = tr.reshape(tr.shape[0], -1).to(device=s.device, dtype=s.dtype)
+    if s.shape[1] != tr.shape[1]:
+        raise ValueError(
+            f"samples and train must have the same number of values per item: {s.shape[1]} vs {tr.shape[1]}"
+        )
+    require_finite(s, "samples")
+    require_finite(tr, "train")
+    tr = torch.unique(tr, dim=0)  # duplicated training points count once (else NN1 = NN2 = 0)
+    if tr.shape[0] < 2:
+        raise ValueError("the nearest-neighbour ratio needs at least 2 distinct training points")
+    return s, tr, was_np
+
+
+def nn_distance_ratio(samples: ArrayLike, train: ArrayLike, *, chunk_size: int = 1024) -> ArrayLike:
+    """‖x − NN₁(x)‖ / ‖x − NN₂(x)‖ for each sample ``x``: nearest over second-nearest training distance.
+
+    Items are flattened (any shape ``(N, ...)`` works). Duplicated training points count once, so a copy
+    of a duplicated image gets ratio 0 and not 0/0. A ratio near 0 means the sample sits on one training
+    point, far from all others: a copy. Shape ``(N, ...)``, ``(n, ...)`` → ``(N,)``.
+    """
+    s, tr, was_np = _flatten_pair(samples, train)
+    ratios = []
+    for start in range(0, s.shape[0], chunk_size):
+        dist = torch.cdist(s[start : start + chunk_size], tr, compute_mode="donot_use_mm_for_euclid_dist")
+        two = torch.topk(dist, k=2, dim=1, largest=False).values
+        ratios.append(two[:, 0] / two[:, 1])
+    return like_input(torch.cat(ratios), was_np)
+
+
+def memorization_fraction(samples: ArrayLike, train: ArrayLike, threshold: float = 1 / 3) -> float:
+    """Fraction of samples whose nearest-neighbour distance ratio is below ``threshold`` (default 1/3)."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    r = nn_distance_ratio(samples, train)
+    r = r if isinstance(r, np.ndarray) else r.detach().cpu().numpy()
+    return float(np.mean(r < threshold))
+
+
+def _roc_points(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FPR and TPR at every distinct threshold ("score ≥ threshold" is flagged), from (0,0) to (1,1)."""
+    scores = np.concatenate([pos, neg])
+    labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
+    tps = np.cumsum(labels)[last_of_tie]
+    fps = (last_of_tie + 1) - tps
+    tpr = np.r_[0.0, tps / len(pos)]
+    fpr = np.r_[0.0, fps / len(neg)]
+    return fpr, tpr
+
+
+def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    fpr, tpr = _roc_points(pos, neg)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def _tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, max_fpr: float) -> float:
+    fpr, tpr = _roc_points(pos, neg)
+    return float(tpr[fpr <= max_fpr + 1e-12].max())
+
+
+def detection_metrics(
+    scores_mem: ArrayLike,
+    scores_gen: ArrayLike,
+    *,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    max_fpr: float = 0.01,
+) -> dict[str, float]:
+    """AUROC and TPR at 1% FPR of a detector whose higher score means "memorized".
+
+    Memorized samples are the positive class. ``tpr_at_1pct_fpr`` is the largest TPR among the ROC points
+    with FPR ≤ ``max_fpr`` (ties in score are flagged together, as in ``sklearn.metrics.roc_curve``).
+
+    With ``n_bootstrap > 0`` the dict also holds percentile 95% intervals (``auroc_lo``, ``auroc_hi``,
+    ``tpr_lo``, ``tpr_hi``) from resampling each class with replacement.
+    """
+    pos = to_tensor(scores_mem, "scores_mem")[0].detach().cpu().double().numpy().ravel()
+    neg = to_tensor(scores_gen, "scores_gen")[0].detach().cpu().double().numpy().ravel()
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError(f"need at least one score per class, got {len(pos)} memorized and {len(neg)} generalized")
+    if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
+        raise ValueError("scores contain NaN or infinity")
+    out = {
+        "auroc": _auroc(pos, neg),
+        "tpr_at_1pct_fpr": _tpr_at_fpr(pos, neg, max_fpr),
+        "n_mem": float(len(pos)),
+        "n_gen": float(len(neg)),
+    }
+    if n_bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        boot = np.empty((n_bootstrap, 2))
+        for b in range(n_bootstrap):
+            p = pos[rng.integers(0, len(pos), len(pos))]
+            q = neg[rng.integers(0, len(neg), len(neg))]
+            boot[b] = _auroc(p, q), _tpr_at_fpr(p, q, max_fpr)
+        lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+        out |= {"auroc_lo": lo[0], "auroc_hi": hi[0], "tpr_lo": lo[1], "tpr_hi": hi[1]}
+    return {k: float(v) for k, v in out.items()}
+
+
+def psnr(estimate: ArrayLike, target: ArrayLike, *, peak: float = 2.0) -> ArrayLike:
+    """Peak signal-to-noise ratio in dB per item: 10 log10(peak² / mean squared error).
+
+    The default ``peak = 2`` is the value range of images stored in [−1, 1] (the course's convention);
+    pass ``peak=1`` for images in [0, 1]. Shape ``(N, ...)`` → ``(N,)``.
+    """
+    e, was_np = to_tensor(estimate, "estimate")
+    t, _ = to_tensor(target, "target")
+    t = t.to(e)
+    if e.shape != t.shape:
+        raise ValueError(f"estimate and target must have the same shape, got {tuple(e.shape)} and {tuple(t.shape)}")
+    require_finite(e, "estimate")
+    mse = (e - t).reshape(e.shape[0], -1).square().mean(dim=1)
+    return like_input(10 * torch.log10(peak**2 / mse.clamp_min(1e-20)), was_np)

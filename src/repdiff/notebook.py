@@ -1,0 +1,168 @@
+"""What every chapter's first cells need: device choice, seeding, checks and glue (COURSE.md §3).
+
+Used by every chapter notebook::
+
+    import repdiff
+    device = repdiff.setup_notebook(seed=0)
+    ...
+    repdiff.check("f_emp vs Tweedie", actual, expected, tol=1e-10)
+    repdiff.glue("err", err)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CheckFailed",
+    "check",
+    "check_range",
+    "fast_mode",
+    "get_device",
+    "glue",
+    "in_colab",
+    "seed_everything",
+    "setup_notebook",
+]
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    try:
+        import google.colab  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def fast_mode() -> bool:
+    """True when ``REPDIFF_FAST=1``: chapters may shrink optional extra work (never the checks)."""
+    return os.environ.get("REPDIFF_FAST", "0") == "1"
+
+
+def get_device(prefer: str = "auto", *, verbose: bool = True) -> torch.device:
+    """Pick the compute device and say in one line what was chosen.
+
+    Args:
+        prefer: ``"auto"`` (CUDA if present, else CPU), ``"cpu"`` or ``"cuda"``.
+        verbose: print the one-line notice.
+
+    Raises:
+        RuntimeError: ``prefer="cuda"`` on a machine without a CUDA GPU.
+    """
+    if prefer not in {"auto", "cpu", "cuda"}:
+        raise ValueError(f"prefer must be 'auto', 'cpu' or 'cuda', got {prefer!r}")
+    has_cuda = torch.cuda.is_available()
+    if prefer == "cuda" and not has_cuda:
+        raise RuntimeError(
+            "No CUDA GPU is visible. In Colab choose Runtime > Change runtime type > GPU; "
+            "locally, run with prefer='cpu' (every chapter also runs on a CPU)."
+        )
+    device = torch.device("cuda" if (has_cuda and prefer != "cpu") else "cpu")
+    if verbose:
+        if device.type == "cuda":
+            print(f"Device: CUDA GPU ({torch.cuda.get_device_name(device)}).")
+        else:
+            print(f"Device: CPU ({torch.get_num_threads()} threads) - no GPU needed for this chapter's defaults.")
+    return device
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, numpy and torch (CPU and CUDA); return a fresh numpy ``Generator`` with that seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return np.random.default_rng(seed)
+
+
+def setup_notebook(seed: int = 0, prefer: str = "auto") -> torch.device:
+    """The setup every chapter runs: figure style, seeds, device (with a one-line notice).
+
+    Returns the chosen ``torch.device``.
+    """
+    from .plotting import use_course_style
+
+    use_course_style()
+    seed_everything(seed)
+    return get_device(prefer)
+
+
+class CheckFailed(AssertionError):
+    """Raised by :func:`check` when a numerical check misses its tolerance."""
+
+
+def _as_array(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def check(what: str, actual: Any, expected: Any, tol: float, *, relative: bool = True) -> float:
+    """Compare ``actual`` with ``expected``, print the outcome, raise :class:`CheckFailed` if it misses.
+
+    The error is ``‖actual − expected‖ / ‖expected‖`` (Frobenius/Euclidean norms) when ``relative``,
+    else the largest absolute difference. The printed line names what was compared, the error and the
+    tolerance, so a reader (and a failing CI log) sees exactly what happened.
+
+    Returns:
+        the error, for gluing into the prose.
+    """
+    a, e = _as_array(actual), _as_array(expected)
+    if a.shape != e.shape:
+        raise CheckFailed(f"{what}: shapes differ, {a.shape} vs {e.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(e).all()):
+        raise CheckFailed(f"{what}: NaN or infinity among the values compared")
+    if relative:
+        denom = float(np.linalg.norm(e))
+        err = float(np.linalg.norm(a - e)) / (denom if denom > 0 else 1.0)
+        kind = "relative error"
+    else:
+        err = float(np.max(np.abs(a - e))) if a.size else 0.0
+        kind = "max abs error"
+    ok = err <= tol
+    print(f"[{'PASS' if ok else 'FAIL'}] {what}: {kind} {err:.3g} (tolerance {tol:.3g})")
+    if not ok:
+        raise CheckFailed(f"{what}: {kind} {err:.3g} exceeds the tolerance {tol:.3g}")
+    return err
+
+
+def check_range(what: str, value: float, *, low: float | None = None, high: float | None = None) -> float:
+    """Check that a scalar lies in ``[low, high]`` (either end optional); print and raise like :func:`check`."""
+    v = float(value)
+    ok = np.isfinite(v) and (low is None or v >= low) and (high is None or v <= high)
+    bounds = f"[{'-inf' if low is None else f'{low:.4g}'}, {'inf' if high is None else f'{high:.4g}'}]"
+    print(f"[{'PASS' if ok else 'FAIL'}] {what}: {v:.4g} (required range {bounds})")
+    if not ok:
+        raise CheckFailed(f"{what}: {v:.4g} is outside the required range {bounds}")
+    return v
+
+
+def glue(name: str, value: Any, *, display: bool = False) -> Any:
+    """Store ``value`` under ``name`` for the book's ``{glue}`` roles; print it when not building the book.
+
+    Inside a Jupyter Book build this is ``myst_nb.glue``. Elsewhere (Colab, a plain Jupyter session) the
+    value is printed as ``name = value`` so the reader still sees every number the prose refers to.
+    numpy and torch scalars are turned into plain Python numbers first, so the book shows ``0.123``
+    rather than ``np.float64(0.123)``.
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        _glue = None
+    if _glue is not None:
+        _glue(name, value, display=display)
+    if _glue is None or not os.environ.get("REPDIFF_BOOK_BUILD"):
+        if not hasattr(value, "savefig"):
+            print(f"{name} = {value}")
+    return value

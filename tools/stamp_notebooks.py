@@ -1,0 +1,94 @@
+"""Write the repository URL from _config.yml into every chapter notebook, and check the chapter shape.
+
+The URL lives in exactly one place, ``_config.yml`` (``repository.url`` and ``repository.branch``). Each
+notebook carries two copies that this tool keeps in step with it:
+
+- the Colab badge in the header cell: ``{colab}/github/{org}/{repo}/blob/{branch}/{path}``;
+- ``REPO_URL = "..."`` in the setup cell (Colab clones the course code from there).
+
+Usage::
+
+    python tools/stamp_notebooks.py          # rewrite the notebooks in place
+    python tools/stamp_notebooks.py --check  # exit 1 if any notebook is out of step (used by the tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def book_config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def toc_notebooks() -> list[Path]:
+    """The .ipynb files named in _toc.yml, in book order."""
+    text = (ROOT / "_toc.yml").read_text()
+    files = re.findall(r"(?:file|root):\s*([^\s#]+)", text)
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
+
+
+def expected_links(nb_path: Path) -> tuple[str, str]:
+    cfg = book_config()
+    repo = cfg["repository"]["url"].rstrip("/")
+    branch = cfg["repository"].get("branch", "main")
+    colab = cfg["launch_buttons"]["colab_url"].rstrip("/")
+    org_repo = repo.split("github.com/")[1]
+    rel = nb_path.relative_to(ROOT).as_posix()
+    return repo, f"{colab}/github/{org_repo}/blob/{branch}/{rel}"
+
+
+def stamp(nb_path: Path) -> tuple[dict, list[str]]:
+    """Return the stamped notebook and a list of problems that stamping cannot fix."""
+    nb = json.loads(nb_path.read_text())
+    repo, colab_link = expected_links(nb_path)
+    problems = []
+    cells = nb["cells"]
+    header = "".join(cells[0]["source"]) if cells and cells[0]["cell_type"] == "markdown" else ""
+    if BADGE not in header:
+        problems.append("first cell must be the markdown header with the Colab badge")
+    else:
+        new = re.sub(r"\]\(https://colab\.research\.google\.com/github/[^)]*\)", f"]({colab_link})", header)
+        cells[0]["source"] = new.splitlines(keepends=True)
+    setup = [c for c in cells if c["cell_type"] == "code" and "REPO_URL" in "".join(c["source"])]
+    if not setup:
+        problems.append("no setup cell with REPO_URL")
+    for c in setup:
+        src = re.sub(r'REPO_URL = "[^"]*"', f'REPO_URL = "{repo}"', "".join(c["source"]))
+        c["source"] = src.splitlines(keepends=True)
+    return nb, problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="report notebooks out of step; change nothing")
+    args = parser.parse_args()
+    bad = 0
+    for path in toc_notebooks():
+        nb, problems = stamp(path)
+        stamped = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        rel = path.relative_to(ROOT)
+        if problems:
+            bad += 1
+            print(f"{rel}: " + "; ".join(problems))
+        elif json.loads(stamped) != json.loads(path.read_text()):
+            if args.check:
+                bad += 1
+                print(f"{rel}: Colab link or REPO_URL differs from _config.yml (run tools/stamp_notebooks.py)")
+            else:
+                path.write_text(stamped)
+                print(f"stamped {rel}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
