@@ -75,7 +75,7 @@ def get_device(prefer: str = "auto", *, verbose: bool = True) -> torch.device:
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, numpy and torch (CPU and CUDA); return a fresh numpy ``Generator`` with that seed."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - legacy global state, seeded for code that still uses it
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
@@ -145,24 +145,30 @@ def check_range(what: str, value: float, *, low: float | None = None, high: floa
 
 
 def glue(name: str, value: Any, *, display: bool = False) -> Any:
-    """Store ``value`` under ``name`` for the book's ``{glue}`` roles; print it when not building the book.
+    """Store ``value`` under ``name`` for the book's ``{glue}`` roles and directives.
 
-    Inside a Jupyter Book build this is ``myst_nb.glue``. Elsewhere (Colab, a plain Jupyter session) the
-    value is printed as ``name = value`` so the reader still sees every number the prose refers to.
-    numpy and torch scalars are turned into plain Python numbers first, so the book shows ``0.123``
-    rather than ``np.float64(0.123)``.
+    - During the book build (``REPDIFF_BOOK_BUILD=1``, set by ``scripts/build_book.sh``) this is
+      ``myst_nb.glue``; a glued matplotlib figure is then closed, so the page shows it once, where the
+      ``{glue:figure}`` directive puts it (with its caption).
+    - Anywhere else (Colab, Jupyter, nbval) numbers are printed as ``name = value`` and figures are left to
+      the inline backend, so the reader still sees every number and figure the prose refers to.
+
+    numpy and torch scalars become plain Python numbers first (the book shows ``0.123``, not
+    ``np.float64(0.123)``). Returns ``value``.
     """
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, np.generic):
         value = value.item()
-    try:
+    is_figure = hasattr(value, "savefig")
+    if os.environ.get("REPDIFF_BOOK_BUILD") == "1":
         from myst_nb import glue as _glue
-    except ImportError:
-        _glue = None
-    if _glue is not None:
+
         _glue(name, value, display=display)
-    if _glue is None or not os.environ.get("REPDIFF_BOOK_BUILD"):
-        if not hasattr(value, "savefig"):
-            print(f"{name} = {value}")
+        if is_figure:
+            import matplotlib.pyplot as plt
+
+            plt.close(value)
+    elif not is_figure:
+        print(f"{name} = {value}")
     return value

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["COLORS", "MEM_COLOR", "GEN_COLOR", "use_course_style", "show_images", "image_grid"]
+__all__ = ["COLORS", "MEM_COLOR", "GEN_COLOR", "use_course_style", "show_images", "image_grid", "plot_denoiser_field"]
 
 # Okabe-Ito palette: distinguishable under the common forms of colour blindness.
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -102,3 +102,27 @@ def show_images(images: np.ndarray | torch.Tensor, **kwargs) -> plt.Figure:
     fig = image_grid(images, **kwargs)
     plt.show()
     return fig
+
+
+def plot_denoiser_field(
+    ax: plt.Axes,
+    denoiser,
+    points: np.ndarray,
+    sigma: float,
+    *,
+    lim: float = 3.0,
+    grid: int = 15,
+    title: str | None = None,
+) -> None:
+    """Draw a 2-D denoiser as arrows y → f(y) on a grid, over the data ``points`` ``(n, 2)``.
+
+    ``denoiser(y, sigma)`` takes an ``(m, 2)`` array. Used by Chapter 1 (static grid and σ slider).
+    """
+    g = np.linspace(-lim, lim, grid)
+    yy = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
+    f = np.asarray(denoiser(yy, sigma))
+    ax.quiver(yy[:, 0], yy[:, 1], f[:, 0] - yy[:, 0], f[:, 1] - yy[:, 1], angles="xy", scale_units="xy",
+              scale=1, width=0.004, color=COLORS[0], alpha=0.8)
+    ax.scatter(points[:, 0], points[:, 1], s=18, color=MEM_COLOR, zorder=3, label="training points")
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="$y_1$", ylabel="$y_2$")
+    ax.set_title(title if title is not None else f"σ = {sigma:g}")

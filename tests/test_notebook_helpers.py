@@ -1,0 +1,79 @@
+"""The helpers every chapter uses: checks, glue, device, seeds, data paths, the figure style."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+import repdiff
+from repdiff.notebook import CheckFailed, check, check_range, get_device, glue, seed_everything
+
+
+def test_check_passes_prints_and_returns_error(capsys):
+    err = check("two vectors", np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-9]), tol=1e-6)
+    assert err < 1e-6
+    out = capsys.readouterr().out
+    assert "[PASS] two vectors" in out and "relative error" in out and "tolerance" in out
+
+
+def test_check_raises_with_the_numbers(capsys):
+    with pytest.raises(CheckFailed, match="exceeds the tolerance"):
+        check("off by ten percent", [1.1], [1.0], tol=0.01)
+    assert "[FAIL]" in capsys.readouterr().out
+    with pytest.raises(CheckFailed, match="shapes differ"):
+        check("shapes", np.zeros(3), np.zeros(4), tol=1.0)
+    with pytest.raises(CheckFailed, match="NaN"):
+        check("nan", [np.nan], [1.0], tol=1.0)
+    assert check("absolute", torch.tensor([1.0, 2.0]), [1.0, 2.5], tol=0.6, relative=False) == 0.5
+
+
+def test_check_range():
+    assert check_range("in range", 0.5, low=0.0, high=1.0) == 0.5
+    with pytest.raises(CheckFailed, match="outside"):
+        check_range("too high", 2.0, high=1.0)
+    with pytest.raises(CheckFailed):
+        check_range("nan", float("nan"), low=0.0)
+
+
+def test_glue_outside_the_book_prints_plain_numbers(capsys, monkeypatch):
+    monkeypatch.delenv("REPDIFF_BOOK_BUILD", raising=False)
+    assert glue("x", np.float64(0.25)) == 0.25
+    assert glue("t", torch.tensor(3)) == 3
+    out = capsys.readouterr().out
+    assert "x = 0.25" in out and "t = 3" in out and "np.float64" not in out
+    fig = plt.figure()
+    assert glue("fig", fig) is fig  # figures are left to the inline backend, not printed
+    assert "fig =" not in capsys.readouterr().out
+    plt.close(fig)
+
+
+def test_device_and_seeds():
+    assert get_device("cpu", verbose=False).type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="No CUDA GPU"):
+            get_device("cuda")
+    with pytest.raises(ValueError):
+        get_device("tpu")
+    a = (seed_everything(7).normal(), torch.randn(3))
+    b = (seed_everything(7).normal(), torch.randn(3))
+    assert a[0] == b[0] and torch.equal(a[1], b[1])
+
+
+def test_setup_notebook_sets_the_white_style():
+    repdiff.setup_notebook(seed=0, prefer="cpu")
+    assert plt.rcParams["figure.facecolor"] == "white" and plt.rcParams["savefig.facecolor"] == "white"
+
+
+def test_data_path_missing_file_says_what_to_do():
+    with pytest.raises(FileNotFoundError, match="data/ folder"):
+        repdiff.paths.data_path("no_such_checkpoint.safetensors")
+    assert repdiff.paths.data_path("x", must_exist=False).name == "x"
+
+
+def test_image_grid_accepts_flat_and_nchw():
+    fig = repdiff.plotting.image_grid(np.zeros((3, 64)), shape=(8, 8))
+    plt.close(fig)
+    fig = repdiff.plotting.image_grid(torch.zeros(2, 3, 4, 4), ncols=2)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="expected images"):
+        repdiff.plotting.image_grid(np.zeros((3, 64)))

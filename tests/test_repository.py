@@ -1,0 +1,79 @@
+"""The repository's own rules: clean notebooks, a consistent table of contents, the chapter shape, lint."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import stamp_notebooks  # noqa: E402
+
+TOC_NOTEBOOKS = stamp_notebooks.toc_notebooks()
+
+
+def all_notebooks() -> list[Path]:
+    return sorted(p for p in ROOT.rglob("*.ipynb") if not {"_build", ".venv", ".ipynb_checkpoints"} & set(p.parts))
+
+
+def test_toc_entries_exist_and_every_chapter_is_listed():
+    entries = re.findall(r"(?:file|root):\s*([^\s#]+)", (ROOT / "_toc.yml").read_text())
+    missing = [e for e in entries if not any((ROOT / f"{e}{ext}").is_file() for ext in (".ipynb", ".md"))]
+    assert not missing, f"_toc.yml names files that do not exist: {missing}"
+    chapters = {p for p in (ROOT / "chapters").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
+    unlisted = sorted(str(p.relative_to(ROOT)) for p in chapters - set(TOC_NOTEBOOKS))
+    assert not unlisted, f"chapter notebooks missing from _toc.yml (so never tested or published): {unlisted}"
+    assert TOC_NOTEBOOKS, "no chapter is listed in _toc.yml"
+
+
+@pytest.mark.parametrize("nb_path", all_notebooks(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebook_is_committed_without_outputs(nb_path):
+    nb = json.loads(nb_path.read_text())
+    dirty = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
+    assert not dirty, f"{nb_path.name}: cells {dirty} carry outputs; strip them (the build executes notebooks)"
+    assert "widgets" not in nb.get("metadata", {}), f"{nb_path.name}: stored widget state; strip it"
+
+
+def test_notebooks_carry_the_repository_url_from_config():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "stamp_notebooks.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("nb_path", TOC_NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_shape(nb_path):
+    """COURSE.md §3: header with badge and hardware line, hidden setup cell, checks, exercises, solutions."""
+    nb = json.loads(nb_path.read_text())
+    cells = nb["cells"]
+    header = "".join(cells[0]["source"])
+    assert header.startswith("# "), "first cell starts with the chapter title"
+    assert not re.match(r"# (Chapter )?\d", header), "no hand-made number in the title: the book numbers chapters"
+    headings = re.findall(r"^##+ (.*)$", "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown"), re.M)
+    assert not [h for h in headings if re.match(r"\d+(\.\d+)*\.? ", h)], "no hand-made section numbers"
+    assert "colab-badge.svg" in header and re.search(r"\*[^*]*(CPU|GPU)[^*]*\*", header), "badge and hardware line"
+    assert re.search(r"learning goals", header, re.I) and re.search(r"prerequisites", header, re.I)
+    setup = next(c for c in cells if c["cell_type"] == "code")
+    assert "REPO_URL" in "".join(setup["source"]) and "setup_notebook" in "".join(setup["source"])
+    assert "remove-cell" in setup.get("metadata", {}).get("tags", []), "the setup cell is hidden on the site"
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert re.search(r"\bcheck(_range)?\(", code), "at least one visible numerical check"
+    assert "{glue:text}" in text or "{glue}" in text, "numbers in prose come from the run"
+    assert text.count("{exercise}") >= 2 and "{solution}" in text and ":class: dropdown" in text
+    assert "## Summary" in text
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not (ROOT / ".venv/bin/ruff").exists(), reason="ruff missing")
+def test_ruff_clean():
+    ruff = shutil.which("ruff") or str(ROOT / ".venv/bin/ruff")
+    result = subprocess.run([ruff, "check", "src", "tests", "tools", "_ext"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
