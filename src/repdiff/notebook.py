@@ -98,13 +98,23 @@ class CheckFailed(AssertionError):
     """Raised by :func:`check` when a numerical check misses its tolerance."""
 
 
+class CheckResult(float):
+    """The number a check measured: a plain ``float`` that Jupyter does not echo at the end of a cell.
+
+    The check already printed its line; echoing the bare number again would only add noise to the page.
+    """
+
+    def _ipython_display_(self) -> None:  # noqa: D401 - IPython hook
+        return None
+
+
 def _as_array(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
 
 
-def check(what: str, actual: Any, expected: Any, tol: float, *, relative: bool = True) -> float:
+def check(what: str, actual: Any, expected: Any, tol: float, *, relative: bool = True) -> CheckResult:
     """Compare ``actual`` with ``expected``, print the outcome, raise :class:`CheckFailed` if it misses.
 
     The error is ``‖actual − expected‖ / ‖expected‖`` (Frobenius/Euclidean norms) when ``relative``,
@@ -112,7 +122,7 @@ def check(what: str, actual: Any, expected: Any, tol: float, *, relative: bool =
     tolerance, so a reader (and a failing CI log) sees exactly what happened.
 
     Returns:
-        the error, for gluing into the prose.
+        the error (a ``float`` that Jupyter does not echo), for gluing into the prose.
     """
     a, e = _as_array(actual), _as_array(expected)
     if a.shape != e.shape:
@@ -130,10 +140,10 @@ def check(what: str, actual: Any, expected: Any, tol: float, *, relative: bool =
     print(f"[{'PASS' if ok else 'FAIL'}] {what}: {kind} {err:.3g} (tolerance {tol:.3g})")
     if not ok:
         raise CheckFailed(f"{what}: {kind} {err:.3g} exceeds the tolerance {tol:.3g}")
-    return err
+    return CheckResult(err)
 
 
-def check_range(what: str, value: float, *, low: float | None = None, high: float | None = None) -> float:
+def check_range(what: str, value: float, *, low: float | None = None, high: float | None = None) -> CheckResult:
     """Check that a scalar lies in ``[low, high]`` (either end optional); print and raise like :func:`check`."""
     v = float(value)
     ok = np.isfinite(v) and (low is None or v >= low) and (high is None or v <= high)
@@ -141,10 +151,10 @@ def check_range(what: str, value: float, *, low: float | None = None, high: floa
     print(f"[{'PASS' if ok else 'FAIL'}] {what}: {v:.4g} (required range {bounds})")
     if not ok:
         raise CheckFailed(f"{what}: {v:.4g} is outside the required range {bounds}")
-    return v
+    return CheckResult(v)
 
 
-def glue(name: str, value: Any, *, display: bool = False) -> Any:
+def glue(name: str, value: Any, *, display: bool = False) -> None:
     """Store ``value`` under ``name`` for the book's ``{glue}`` roles and directives.
 
     - During the book build (``REPDIFF_BOOK_BUILD=1``, set by ``scripts/build_book.sh``) this is
@@ -154,12 +164,14 @@ def glue(name: str, value: Any, *, display: bool = False) -> Any:
       the inline backend, so the reader still sees every number and figure the prose refers to.
 
     numpy and torch scalars become plain Python numbers first (the book shows ``0.123``, not
-    ``np.float64(0.123)``). Returns ``value``.
+    ``np.float64(0.123)``). Returns nothing, so a ``glue`` on the last line of a cell adds no output.
     """
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, float):
+        value = float(value)  # e.g. a CheckResult
     is_figure = hasattr(value, "savefig")
     if os.environ.get("REPDIFF_BOOK_BUILD") == "1":
         from myst_nb import glue as _glue
@@ -171,4 +183,3 @@ def glue(name: str, value: Any, *, display: bool = False) -> Any:
             plt.close(value)
     elif not is_figure:
         print(f"{name} = {value}")
-    return value
