@@ -57,7 +57,8 @@ def test_chapter_shape(nb_path):
     header = "".join(cells[0]["source"])
     assert header.startswith("# "), "first cell starts with the chapter title"
     assert not re.match(r"# (Chapter )?\d", header), "no hand-made number in the title: the book numbers chapters"
-    headings = re.findall(r"^##+ (.*)$", "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown"), re.M)
+    markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    headings = re.findall(r"^##+ (.*)$", markdown, re.M)
     assert not [h for h in headings if re.match(r"\d+(\.\d+)*\.? ", h)], "no hand-made section numbers"
     assert "colab-badge.svg" in header and re.search(r"\*[^*]*(CPU|GPU)[^*]*\*", header), "badge and hardware line"
     assert re.search(r"learning goals", header, re.I) and re.search(r"prerequisites", header, re.I)
@@ -77,3 +78,19 @@ def test_ruff_clean():
     ruff = shutil.which("ruff") or str(ROOT / ".venv/bin/ruff")
     result = subprocess.run([ruff, "check", "src", "tests", "tools", "_ext"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_setup_cell_outside_colab_without_repdiff_says_how_to_install(tmp_path):
+    """The canonical setup cell, run where neither repdiff nor Colab is importable, stops with a clear message."""
+    code = stamp_notebooks.SETUP_HEAD.format(repo="https://example.invalid/repo")
+    script = tmp_path / "setup_cell.py"
+    # hide the installed package and Colab: find_spec must report both missing
+    script.write_text(
+        "import importlib.util, sys\n"
+        "_real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name in ('repdiff', 'google.colab') else _real(name, *a)\n"
+        + code.replace("import repdiff\n", "")
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "repdiff is not installed" in result.stderr and "scripts/setup.sh" in result.stderr

@@ -25,6 +25,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
+# The start of every chapter's setup cell, up to and including `import repdiff`. What a chapter writes after
+# that line (seed, device, chapter-specific setup) is its own and is kept.
+SETUP_HEAD = """\
+# Setup: in Colab, fetch the course code once (torch is already installed there and is never reinstalled).
+import importlib.util, os, subprocess, sys
+REPO_URL = "{repo}"  # written from _config.yml by tools/stamp_notebooks.py
+if importlib.util.find_spec("repdiff") is None:
+    if importlib.util.find_spec("google.colab") is None:
+        raise ImportError("repdiff is not installed: run `bash scripts/setup.sh` in the repository root (README)")
+    if not os.path.isdir("/content/course"):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course[diffusers]"], check=True)
+    sys.path.insert(0, "/content/course/src")
+import repdiff
+"""
+
 
 def book_config() -> dict:
     return yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -62,9 +78,19 @@ def stamp(nb_path: Path) -> tuple[dict, list[str]]:
     setup = [c for c in cells if c["cell_type"] == "code" and "REPO_URL" in "".join(c["source"])]
     if not setup:
         problems.append("no setup cell with REPO_URL")
-    for c in setup:
-        src = re.sub(r'REPO_URL = "[^"]*"', f'REPO_URL = "{repo}"', "".join(c["source"]))
-        c["source"] = src.splitlines(keepends=True)
+    for c in setup[:1]:
+        src = "".join(c["source"])
+        tail = src.split("\nimport repdiff\n", 1)
+        if len(tail) != 2:
+            problems.append("the setup cell must contain the line `import repdiff`")
+            continue
+        c["source"] = (SETUP_HEAD.format(repo=repo) + tail[1]).splitlines(keepends=True)
+        tags = c.setdefault("metadata", {}).setdefault("tags", [])
+        if "remove-cell" not in tags:
+            tags.append("remove-cell")
+    # every chapter runs on the plain "python3" kernel (the one nbval, myst-nb and Colab start)
+    nb["metadata"]["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb["metadata"].pop("jupytext", None)
     return nb, problems
 
 
