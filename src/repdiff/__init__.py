@@ -9,9 +9,11 @@ Modules (each small enough to read in one sitting):
 - :mod:`repdiff.metrics`   spikiness, memorization and detection measures
 - :mod:`repdiff.data`      bundled and generated data sets
 - :mod:`repdiff.sampling`  VE diffusion samplers
+- :mod:`repdiff.models`    the two-layer ReLU denoising autoencoder (Part I)
+- :mod:`repdiff.training`  training it on the paper's objective, Eq. 6 (Part I)
 """
 
-from . import data, metrics, paths, plotting, sampling, theory
+from . import data, metrics, models, paths, plotting, sampling, theory, training
 from .notebook import (
     CheckFailed,
     check,
@@ -36,10 +38,12 @@ __all__ = [
     "glue",
     "in_colab",
     "metrics",
+    "models",
     "paths",
     "plotting",
     "sampling",
     "seed_everything",
     "setup_notebook",
     "theory",
+    "training",
 ]

@@ -1,7 +1,7 @@
 """Closed forms of the course: optimal denoisers and the two-layer ReLU DAE's minimisers.
 
 Chapter 1 uses :func:`empirical_denoiser`, :func:`empirical_log_density` and :func:`wiener_denoiser`.
-Chapters 2-5 add the closed-form minimisers of the DAE (COURSE.md §5).
+Chapters 2-5 add the closed-form minimisers of the DAE (COURSE.md §5), further down this file.
 
 Conventions: rows are samples, ``X`` has shape ``(n, d)``; functions accept numpy arrays or torch
 tensors and return the same kind.
@@ -11,11 +11,30 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ._arrays import ArrayLike, like_input, require_finite, require_positive, to_tensor
 
-__all__ = ["empirical_denoiser", "empirical_log_density", "wiener_denoiser"]
+__all__ = [
+    "empirical_denoiser",
+    "empirical_log_density",
+    "wiener_denoiser",
+    # Chapters 2-5: the two-layer (ReLU) DAE
+    "shrinkage_factors",
+    "linear_dae_solution",
+    "cluster_block",
+    "memorization_solution",
+    "generalization_solution",
+    "linear_dae_loss",
+    "relu_dae_loss_mc",
+    "relu_dae_loss_gated",
+    "memorization_loss",
+    "linear_map_population_loss",
+    "wiener_block_test_loss",
+    "printed_test_loss_bound",
+    "limit_block",
+]
 
 
 def _check_query_and_data(y: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -122,3 +141,580 @@ def wiener_denoiser(y: ArrayLike, mean: ArrayLike, cov: ArrayLike, sigma: float)
     gain = torch.linalg.solve(S + sigma**2 * torch.eye(d, dtype=S.dtype, device=S.device), S)  # (Σ+σ²I)⁻¹Σ
     out = mu + (yt - mu) @ gain  # row form of μ + Σ(Σ+σ²I)⁻¹(y−μ); the two matrices commute
     return like_input(out, y_np)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapters 2-5: the two-layer DAE f(x) = W2 relu(W1ᵀ x) and its closed-form minimisers.
+#
+# Loss (paper Eq. 6), rows are samples, X is (n, d), W1 and W2 are (d, p):
+#     L(W1, W2) = (1/n) Σ_i E_ε ‖f(x_i + σε) − x_i‖² + λ (‖W1‖²_F + ‖W2‖²_F)
+# (squared error summed over the d coordinates, averaged over the n samples; λ multiplies both norms).
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _nonneg(value: float, name: str) -> float:
+    """``float(value)`` if it is finite and >= 0, else ``ValueError`` naming ``name``."""
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def _width(p: int, name: str = "p") -> int:
+    if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 1:
+        raise ValueError(f"{name} must be a positive integer (a number of hidden units), got {p!r}")
+    return int(p)
+
+
+def _data(X: ArrayLike, name: str = "X") -> tuple[torch.Tensor, bool, torch.dtype]:
+    """Validate a data matrix ``(n, d)``; return it in float64, whether it was numpy, and its dtype."""
+    t, was_np = to_tensor(X, name)
+    if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(
+            f"{name} must have shape (n, d) with n, d >= 1 (rows are samples), got {tuple(t.shape)}"
+        )
+    require_finite(t, name)
+    return t.double(), was_np, t.dtype
+
+
+def _out(t: torch.Tensor, was_np: bool, dtype: torch.dtype) -> ArrayLike:
+    return like_input(t if was_np else t.to(dtype), was_np)
+
+
+def _scalar_out(t: torch.Tensor, was_np: bool) -> float | torch.Tensor:
+    """Losses: a Python float for numpy inputs, a 0-d (differentiable) tensor for torch inputs."""
+    return float(t.detach()) if was_np else t
+
+
+def _top_eig(X: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` eigenpairs of the Gram matrix XᵀX ``(d, d)``, from the SVD of ``X`` (more accurate).
+
+    Returns ``(eigvals (k,), U (d, k))``, eigenvalues in decreasing order; when ``k`` exceeds the rank
+    bound min(n, d) the missing eigenvalues are 0 with eigenvectors completing an orthonormal set.
+    Eigenvector signs are fixed so that ⟨u_j, Σ_i x_i⟩ >= 0 (else the largest |entry| is positive), which
+    makes the output deterministic and puts the columns on the data's side of the ReLU.
+    """
+    n, d = X.shape
+    if k > d:
+        raise ValueError(f"cannot take {k} eigenvectors in dimension d = {d}: need p <= d")
+    # full_matrices only when n < d (then Vh still spans R^d); for tall X the reduced SVD already does
+    _, S, Vh = torch.linalg.svd(X, full_matrices=n < d)
+    eig = torch.zeros(d, dtype=X.dtype)
+    eig[: S.shape[0]] = S.square()
+    U = Vh.T[:, :k].clone()
+    total = X.sum(0)
+    for j in range(k):
+        proj = float(U[:, j] @ total)
+        if abs(proj) > 1e-12 * (float(total.norm()) + 1e-300):
+            flip = proj < 0
+        else:
+            flip = float(U[int(U[:, j].abs().argmax()), j]) < 0
+        if flip:
+            U[:, j] = -U[:, j]
+    return eig[:k], U
+
+
+def shrinkage_factors(eigvals: ArrayLike, n_noise: float, sigma: float, n_lam: float) -> ArrayLike:
+    """The eigen-shrinkage of the linear DAE: a_j = max(0, (λ_j − nλ) / (λ_j + n σ²)) (Chapter 2).
+
+    Args:
+        eigvals: Gram eigenvalues λ_j of XᵀX, any shape.
+        n_noise: the sample count multiplying σ² (n for a whole set, n_k for one cluster in Eq. 8).
+        sigma: noise level σ >= 0.
+        n_lam: the regularisation term nλ (n = size of the *whole* training set).
+
+    Returns:
+        a_j in [0, 1), same shape and kind as ``eigvals``; 0 where λ_j <= nλ (the direction is switched
+        off: keeping it would cost more weight decay than it saves in reconstruction).
+    """
+    lam_t, was_np = to_tensor(eigvals, "eigvals")
+    sigma = _nonneg(sigma, "sigma")
+    n_lam = _nonneg(n_lam, "n_lam")
+    n_noise = _nonneg(n_noise, "n_noise")
+    require_finite(lam_t, "eigvals")
+    denom = lam_t + n_noise * sigma**2
+    safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+    a = torch.where(lam_t > n_lam, (lam_t - n_lam) / safe, torch.zeros_like(lam_t))
+    return like_input(a, was_np)
+
+
+def linear_dae_solution(X: ArrayLike, p: int, sigma: float, lam: float) -> ArrayLike:
+    """Global minimiser (W1 = W2 = W) of the regularised *linear* DAE f(x) = W2 W1ᵀ x (Chapter 2).
+
+    With XᵀX = U diag(λ_j) Uᵀ (λ_1 >= λ_2 >= ...), the minimiser keeps the top-``p`` eigen-directions
+    and shrinks them:
+
+        W = U_p diag(sqrt(a_j)),   a_j = (λ_j − nλ) / (λ_j + nσ²),   so   W Wᵀ = U_p diag(a_j) U_pᵀ.
+
+    Columns with λ_j <= nλ are exactly zero (a_j = 0: such a direction is not worth its weight decay),
+    as are columns beyond the rank of X. Any W O with O orthogonal (p × p) is an equally good minimiser;
+    this function returns the one with O = I (signs fixed so every column points to the data's side).
+
+    Args:
+        X: training set ``(n, d)``; p: hidden width (1 <= p <= d); sigma: σ >= 0; lam: λ >= 0.
+
+    Returns:
+        W ``(d, p)``, same kind as ``X``.
+    """
+    Xt, was_np, dtype = _data(X)
+    n, d = Xt.shape
+    p = _width(p)
+    if p > d:
+        raise ValueError(f"p = {p} hidden units exceed the data dimension d = {d}: need p <= d")
+    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    eig, U = _top_eig(Xt, p)
+    a = shrinkage_factors(eig, n, sigma, n * lam)
+    return _out(U * a.sqrt(), was_np, dtype)
+
+
+def _rotate_balanced(W: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """Right-multiply ``W (d, q)`` by a Householder reflection H so that every column of W H has the same
+    positive inner product ‖Wᵀv‖/sqrt(q) with ``direction`` v. W H Hᵀ Wᵀ = W Wᵀ is unchanged."""
+    q = W.shape[1]
+    v = W.T @ direction
+    if float(v.norm()) == 0.0:
+        return W
+    vhat = v / v.norm()
+    target = torch.full_like(vhat, 1.0 / math.sqrt(q))
+    u = vhat - target
+    if float(u.norm()) < 1e-14:
+        return W
+    u = u / u.norm()
+    H = torch.eye(q, dtype=W.dtype) - 2.0 * torch.outer(u, u)
+    return W @ H
+
+
+def cluster_block(
+    X_k: ArrayLike, n: int, p_k: int, sigma: float, lam: float, *, rotation: str = "identity"
+) -> ArrayLike:
+    """One block of the paper's local minimiser (Theorem 3.1, Eq. 8) for cluster ``X_k`` (Chapters 3-5).
+
+        W_k = U_k diag( sqrt( (λ_j − nλ) / (λ_j + n_k σ²) ) ) O_kᵀ,   j = 1..p_k,
+
+    with λ_j, U_k the top-``p_k`` eigenpairs of X_kᵀX_k, n_k = len(X_k) in the noise term and the size ``n``
+    of the *whole* training set in nλ (the weight decay is shared by all samples). W_k W_kᵀ does not depend
+    on the orthogonal O_k.
+
+    Args:
+        X_k: the cluster, ``(n_k, d)``. n: size of the whole training set (n >= n_k).
+        p_k: width of the block. sigma: σ >= 0. lam: λ >= 0.
+        rotation: ``"identity"`` (O_k = I, eigenvector signs pointing to the cluster) or ``"balanced"``
+            (O_k a reflection giving every column the same positive inner product with the cluster mean,
+            the choice under which a ReLU unit of the block is "on" for the whole cluster).
+
+    Returns:
+        ``(d, p_k)``, same kind as ``X_k``.
+
+    Raises:
+        ValueError: if nλ >= λ_{p_k} (Theorem 3.1 needs nλ < λ_min(Λ_k^(p_k)) for real square roots; this
+            includes p_k larger than the rank of the cluster), or on bad shapes / values.
+    """
+    Xt, was_np, dtype = _data(X_k, "X_k")
+    n_k, d = Xt.shape
+    p_k = _width(p_k, "p_k")
+    if int(n) != n or n < n_k:
+        raise ValueError(f"n (size of the whole training set) must be an integer >= n_k = {n_k}, got {n!r}")
+    if p_k > d:
+        raise ValueError(f"p_k = {p_k} exceeds the data dimension d = {d}: need p_k <= d")
+    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    if rotation not in ("identity", "balanced"):
+        raise ValueError(f"rotation must be 'identity' or 'balanced', got {rotation!r}")
+    eig, U = _top_eig(Xt, p_k)
+    n_lam = n * lam
+    if float(eig[-1]) <= n_lam:
+        raise ValueError(
+            f"Theorem 3.1 needs n*lam < the smallest of the top-{p_k} Gram eigenvalues of the cluster "
+            f"(n*lam < lambda_min(Lambda_k^(p_k))), but n*lam = {n_lam:.4g} and "
+            f"lambda_{p_k} = {float(eig[-1]):.4g}"
+            + (" (p_k exceeds the rank of the cluster)" if float(eig[-1]) <= 1e-12 * float(eig[0]) else "")
+            + ": lower lam or p_k"
+        )
+    W = U * ((eig - n_lam) / (eig + n_k * sigma**2)).sqrt()
+    if rotation == "balanced":
+        W = _rotate_balanced(W, Xt.mean(0))
+    return _out(W, was_np, dtype)
+
+
+def memorization_solution(
+    X: ArrayLike, p: int, sigma: float, lam: float, *, require_separable: bool = False
+) -> ArrayLike:
+    """The memorizing local minimiser of Corollary 3.2 (Chapter 3): W = (r_1 x_1 … r_n x_n 0 … 0).
+
+        r_i = sqrt( (‖x_i‖² − nλ) / (‖x_i‖⁴ + σ² ‖x_i‖²) ),   so column i has norm
+        r_i ‖x_i‖ = sqrt( (‖x_i‖² − nλ) / (‖x_i‖² + σ²) ).
+
+    This is Eq. 8 with every sample its own cluster (n_k = 1, p_k = 1). The corollary also assumes the
+    samples are pairwise negatively correlated ((0, β)-separable with β < 0), which is what makes every
+    other unit's ReLU "off" for a given training point; pass ``require_separable=True`` to enforce it.
+
+    Args:
+        X: ``(n, d)``; p: width, p >= n; sigma: σ >= 0; lam: λ >= 0.
+
+    Returns:
+        ``(d, p)``, same kind as ``X``.
+
+    Raises:
+        ValueError: p < n (not enough units to store every sample); nλ >= ‖x_i‖² for some i (λ too large
+            for a real solution); with ``require_separable``, a pair with ⟨x_i, x_j⟩ >= 0.
+    """
+    Xt, was_np, dtype = _data(X)
+    n, d = Xt.shape
+    p = _width(p)
+    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    if p < n:
+        raise ValueError(
+            f"Corollary 3.2 needs p >= n (one hidden unit per training sample), got p = {p} < n = {n}"
+        )
+    sq = Xt.square().sum(1)
+    n_lam = n * lam
+    bad = torch.nonzero(sq <= n_lam).flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"lam too large for a real solution: Corollary 3.2 needs n*lam < min_i ||x_i||^2, but "
+            f"n*lam = {n_lam:.4g} >= ||x_{i}||^2 = {float(sq[i]):.4g}"
+        )
+    if require_separable and n > 1:
+        G = Xt @ Xt.T
+        off = G - torch.diag(torch.diag(G))
+        off.fill_diagonal_(-math.inf)
+        if float(off.max()) >= 0:
+            i, j = divmod(int(off.argmax()), n)
+            raise ValueError(
+                f"Corollary 3.2 assumes pairwise negatively correlated samples (beta < 0), but "
+                f"<x_{i}, x_{j}> = {float(G[i, j]):.4g} >= 0"
+            )
+    r = ((sq - n_lam) / (sq.square() + sigma**2 * sq)).sqrt()
+    W = torch.zeros(d, p, dtype=Xt.dtype)
+    W[:, :n] = (Xt * r[:, None]).T
+    return _out(W, was_np, dtype)
+
+
+def generalization_solution(
+    clusters: list[ArrayLike], widths: list[int], sigma: float, lam: float, *, rotation: str = "identity"
+) -> ArrayLike:
+    """The block-wise local minimiser of Corollaries 3.3 / 3.4 (Chapters 4-5): (W_1 | W_2 | … | W_M).
+
+    Block k is :func:`cluster_block` ``(clusters[k], n, widths[k], σ, λ)`` with n = Σ_k n_k. A cluster of
+    n_ℓ identical copies of x_ℓ with width 1 gives the hybrid regime's memorizing column r_ℓ x_ℓ of
+    Corollary 3.4, i.e. Eq. 9 with nλ replaced by nλ / n_ℓ.
+
+    Args:
+        clusters: list of ``(n_k, d)`` arrays (same d). widths: list of p_k (same length).
+        sigma: σ >= 0. lam: λ >= 0. rotation: see :func:`cluster_block`.
+
+    Returns:
+        ``(d, Σ_k p_k)``, same kind as ``clusters[0]``.
+    """
+    if len(clusters) == 0 or len(clusters) != len(widths):
+        raise ValueError(
+            f"need one width per cluster and at least one cluster, got {len(clusters)} clusters and "
+            f"{len(widths)} widths"
+        )
+    data = [_data(c, f"clusters[{k}]") for k, c in enumerate(clusters)]
+    d = data[0][0].shape[1]
+    for k, (c, _, _) in enumerate(data):
+        if c.shape[1] != d:
+            raise ValueError(f"clusters[{k}] has dimension {c.shape[1]}, clusters[0] has {d}: all must match")
+    n = sum(c.shape[0] for c, _, _ in data)
+    blocks = [
+        cluster_block(c, n, w, sigma, lam, rotation=rotation)
+        for (c, _, _), w in zip(data, widths, strict=True)
+    ]
+    W = torch.cat(blocks, dim=1)
+    _, was_np, dtype = data[0]
+    return _out(W, was_np, dtype)
+
+
+def _weights_pair(W1: ArrayLike, W2: ArrayLike, d: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    A, was_np = to_tensor(W1, "W1")
+    B, _ = to_tensor(W2, "W2")
+    if A.ndim != 2 or B.shape != A.shape:
+        raise ValueError(f"W1 and W2 must both have shape (d, p); got {tuple(A.shape)} and {tuple(B.shape)}")
+    if A.shape[0] != d:
+        raise ValueError(f"W1 and W2 have {A.shape[0]} rows but the data dimension is d = {d}")
+    require_finite(A, "W1")
+    require_finite(B, "W2")
+    return A, B.to(A), was_np
+
+
+def _data_like(X: ArrayLike, ref: torch.Tensor) -> torch.Tensor:
+    Xt, _ = to_tensor(X, "X")
+    if Xt.ndim != 2 or Xt.shape[0] == 0:
+        raise ValueError(f"X must have shape (n, d) with n >= 1, got {tuple(Xt.shape)}")
+    require_finite(Xt, "X")
+    return Xt.to(ref)
+
+
+def linear_dae_loss(
+    W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float
+) -> float | torch.Tensor:
+    """Exact expected loss of the *linear* DAE f(x) = W2 W1ᵀ x (Chapter 2).
+
+        L = (1/n) ‖X W1 W2ᵀ − X‖²_F + σ² ‖W2 W1ᵀ‖²_F + λ (‖W1‖²_F + ‖W2‖²_F)
+
+    (the noise averages out exactly: E‖M(x + σε) − x‖² = ‖Mx − x‖² + σ²‖M‖²_F).
+
+    Args:
+        W1, W2: ``(d, p)``; X: ``(n, d)``; sigma: σ >= 0; lam: λ >= 0.
+
+    Returns:
+        a Python float for numpy ``W1``; a 0-d tensor (differentiable in W1, W2) for torch ``W1``.
+    """
+    Xt, _ = to_tensor(X, "X")
+    if Xt.ndim != 2:
+        raise ValueError(f"X must have shape (n, d), got {tuple(Xt.shape)}")
+    A, B, was_np = _weights_pair(W1, W2, Xt.shape[1])
+    Xt = _data_like(Xt, A)
+    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    n = Xt.shape[0]
+    M = A @ B.T  # row form: x ↦ x W1 W2ᵀ
+    loss = (
+        (Xt @ M - Xt).square().sum() / n
+        + sigma**2 * M.square().sum()
+        + lam * (A.square().sum() + B.square().sum())
+    )
+    return _scalar_out(loss, was_np)
+
+
+def relu_dae_loss_mc(
+    W1: ArrayLike,
+    W2: ArrayLike,
+    X: ArrayLike,
+    sigma: float,
+    lam: float,
+    *,
+    n_draws: int = 256,
+    seed: int = 0,
+    chunk_draws: int = 64,
+) -> float | torch.Tensor:
+    """Monte-Carlo estimate of the ReLU DAE loss (paper Eq. 6) with fixed noise draws (Chapters 3-5).
+
+        (1/n) Σ_i (1/D) Σ_{s=1..D} ‖W2 relu(W1ᵀ(x_i + σ ε_is)) − x_i‖² + λ(‖W1‖²_F + ‖W2‖²_F)
+
+    The same ``seed`` gives the same ε, so two weight matrices are compared on identical noise.
+
+    Args:
+        W1, W2: ``(d, p)``; X: ``(n, d)``; sigma: σ >= 0; lam: λ >= 0; n_draws: D >= 1 noise draws per sample.
+
+    Returns:
+        a Python float for numpy ``W1``; a 0-d tensor for torch ``W1``.
+    """
+    Xt, _ = to_tensor(X, "X")
+    if Xt.ndim != 2:
+        raise ValueError(f"X must have shape (n, d), got {tuple(Xt.shape)}")
+    A, B, was_np = _weights_pair(W1, W2, Xt.shape[1])
+    Xt = _data_like(Xt, A)
+    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    if int(n_draws) != n_draws or n_draws < 1:
+        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    n, d = Xt.shape
+    # work in blocks of at most ~4M numbers (32 MB), whatever n, d and n_draws are; the block sizes depend
+    # only on (n, d, chunk_draws), so the same call always draws the same noise
+    budget = 1 << 22
+    c_draws = max(1, min(int(chunk_draws), budget // max(1, n * d)))
+    c_rows = max(1, min(n, budget // max(1, c_draws * d)))
+    total = torch.zeros((), dtype=A.dtype, device=A.device)
+    done = 0
+    while done < n_draws:
+        c = min(c_draws, n_draws - done)
+        for start in range(0, n, c_rows):
+            Xb = Xt[start : start + c_rows]
+            eps = torch.randn(c, Xb.shape[0], d, generator=gen, dtype=torch.float64).to(A)
+            out = torch.relu((Xb[None] + sigma * eps) @ A) @ B.T
+            total = total + (out - Xb[None]).square().sum()
+        done += c
+    loss = total / (n * n_draws) + lam * (A.square().sum() + B.square().sum())
+    return _scalar_out(loss, was_np)
+
+
+def relu_dae_loss_gated(
+    W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float, *, masks: ArrayLike | None = None
+) -> float | torch.Tensor:
+    """ReLU DAE loss computed exactly under the assumption that the ReLU pattern does not move with the noise.
+
+    If sample i switches on the units in ``masks[i]`` (default: the units with wᵀx_i > 0 at the clean input)
+    for every noisy copy x_i + σε, the DAE is the linear map M_i = W2 D_i W1ᵀ on it and
+
+        L = (1/n) Σ_i [ ‖M_i x_i − x_i‖² + σ² ‖M_i‖²_F ] + λ(‖W1‖²_F + ‖W2‖²_F).
+
+    Under a margin (Definition 3.1) the masks are fixed except with probability ~exp(−γ²/2σ²), which is how
+    the paper reduces the ReLU loss to per-cluster linear losses (Chapters 3-4). Compare with
+    :func:`relu_dae_loss_mc` to see how small the difference is.
+
+    Args:
+        W1, W2: ``(d, p)``; X: ``(n, d)``; masks: optional boolean ``(n, p)``.
+
+    Returns:
+        a Python float for numpy ``W1``; a 0-d tensor for torch ``W1``.
+    """
+    Xt, _ = to_tensor(X, "X")
+    if Xt.ndim != 2:
+        raise ValueError(f"X must have shape (n, d), got {tuple(Xt.shape)}")
+    A, B, was_np = _weights_pair(W1, W2, Xt.shape[1])
+    Xt = _data_like(Xt, A)
+    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    n, p = Xt.shape[0], A.shape[1]
+    if masks is None:
+        D = (Xt @ A > 0).to(A.dtype)
+    else:
+        D, _ = to_tensor(masks, "masks")
+        if D.shape != (n, p):
+            raise ValueError(f"masks must have shape (n, p) = {(n, p)}, got {tuple(D.shape)}")
+        D = (D != 0).to(A)
+    # bias: ‖W2 D_i W1ᵀ x_i − x_i‖²
+    out = (Xt @ A * D) @ B.T
+    bias = (out - Xt).square().sum()
+    # variance: σ² ‖W2 D_i W1ᵀ‖²_F = σ² tr(D_i (W1ᵀW1) D_i (W2ᵀW2)) = σ² D_iᵀ (G1 ∘ G2) D_i
+    G = (A.T @ A) * (B.T @ B)
+    var = ((D @ G) * D).sum()
+    loss = (bias + sigma**2 * var) / n + lam * (A.square().sum() + B.square().sum())
+    return _scalar_out(loss, was_np)
+
+
+def memorization_loss(X: ArrayLike, sigma: float, lam: float = 0.0) -> float:
+    """Loss (Eq. 6) of the memorizing solution of Corollary 3.2, computed with fixed ReLU masks (Chapter 3).
+
+    With a_i = r_i² ‖x_i‖² = (‖x_i‖² − nλ)/(‖x_i‖² + σ²):
+
+        L = (1/n) Σ_i [ (1 − a_i)² ‖x_i‖² + σ² a_i² ] + 2λ Σ_i a_i,
+
+    which at λ = 0 is (1/n) Σ_i σ²‖x_i‖² / (σ² + ‖x_i‖²) < σ² (the paper's dimension-free value).
+    Exact for the ReLU DAE up to the ReLU pattern moving with the noise (probability ~exp(−γ²/2σ²)).
+
+    Args:
+        X: ``(n, d)``; sigma: σ >= 0; lam: λ >= 0 with nλ < min_i ‖x_i‖².
+    """
+    Xt, _, _ = _data(X)
+    n = Xt.shape[0]
+    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    sq = Xt.square().sum(1)
+    if float(sq.min()) <= n * lam:
+        raise ValueError(
+            f"lam too large for a real solution: need n*lam < min_i ||x_i||^2, got n*lam = {n * lam:.4g} "
+            f">= {float(sq.min()):.4g}"
+        )
+    a = (sq - n * lam) / (sq + sigma**2)
+    return float(((1 - a).square() * sq + sigma**2 * a.square()).mean() + 2 * lam * a.sum())
+
+
+def _second_moment(S: ArrayLike, name: str = "S") -> tuple[torch.Tensor, bool]:
+    St, was_np = to_tensor(S, name)
+    if St.ndim != 2 or St.shape[0] != St.shape[1]:
+        raise ValueError(f"{name} must be a square (d, d) matrix, got shape {tuple(St.shape)}")
+    require_finite(St, name)
+    St = St.double()
+    if float((St - St.T).abs().max()) > 1e-8 * max(1.0, float(St.abs().max())):
+        raise ValueError(f"{name} must be symmetric")
+    return 0.5 * (St + St.T), was_np
+
+
+def _sorted_eig(S: torch.Tensor, name: str = "S") -> tuple[torch.Tensor, torch.Tensor]:
+    s, U = torch.linalg.eigh(S)
+    s, U = s.flip(0), U.flip(1)
+    if float(s[-1]) < -1e-10 * max(1.0, float(s[0])):
+        raise ValueError(
+            f"{name} must be positive semi-definite (a second-moment matrix); "
+            f"min eigenvalue {float(s[-1]):.3g}"
+        )
+    return s.clamp_min(0.0), U
+
+
+def linear_map_population_loss(M: ArrayLike, S: ArrayLike, sigma: float) -> float:
+    """Population denoising error of the linear map x ↦ M x on data with second moment S = E[x xᵀ].
+
+        E‖M(x + σε) − x‖² = tr((M − I) S (M − I)ᵀ) + σ² ‖M‖²_F
+
+    (Chapter 4: the test loss of one cluster's block, exactly, without sampling). ``M``, ``S``: ``(d, d)``.
+    """
+    St, _ = _second_moment(S)
+    Mt, _ = to_tensor(M, "M")
+    if Mt.shape != St.shape:
+        raise ValueError(f"M must have the shape of S, {tuple(St.shape)}; got {tuple(Mt.shape)}")
+    require_finite(Mt, "M")
+    sigma = _nonneg(sigma, "sigma")
+    Mt = Mt.double()
+    E = Mt - torch.eye(St.shape[0], dtype=St.dtype)
+    return float(torch.trace(E @ St @ E.T) + sigma**2 * Mt.square().sum())
+
+
+def wiener_block_test_loss(S: ArrayLike, p_k: int, sigma: float) -> float:
+    """Exact population loss of the rank-p_k Wiener block U_p diag(s_j/(s_j+σ²)) U_pᵀ on second moment S.
+
+        Σ_{j <= p_k} σ² s_j / (s_j + σ²)  +  Σ_{j > p_k} s_j,      s_j = eig_j(S), decreasing
+
+    Each kept direction costs its bias s_jσ⁴/(s_j+σ²)² *plus* its noise variance σ²s_j²/(s_j+σ²)²; each
+    dropped direction costs its whole energy (Chapter 4).
+    """
+    St, _ = _second_moment(S)
+    p_k = _width(p_k, "p_k")
+    sigma = _nonneg(sigma, "sigma")
+    s, _ = _sorted_eig(St)
+    if p_k > len(s):
+        raise ValueError(f"p_k = {p_k} exceeds the dimension d = {len(s)}")
+    kept, dropped = s[:p_k], s[p_k:]
+    if sigma == 0:
+        return float(dropped.sum())
+    return float((sigma**2 * kept / (kept + sigma**2)).sum() + dropped.sum())
+
+
+def printed_test_loss_bound(S: ArrayLike, p_k: int, sigma: float) -> float:
+    """The leading terms of the test-loss bound as printed after Corollary 3.3 (one cluster, λ → 0):
+
+        Σ_{j <= p_k} s_j σ⁴ / (s_j + σ²)²  +  Σ_{j > p_k} s_j
+
+    It keeps only the squared-bias part of each kept direction and drops the noise-variance part
+    σ² s_j² / (s_j + σ²)², so it *underestimates* :func:`wiener_block_test_loss` (Chapter 4 shows by how
+    much). The finite-sample term C_k p_k / (σ² n_k) is not included (its constant is not given).
+    """
+    St, _ = _second_moment(S)
+    p_k = _width(p_k, "p_k")
+    sigma = _nonneg(sigma, "sigma")
+    s, _ = _sorted_eig(St)
+    if p_k > len(s):
+        raise ValueError(f"p_k = {p_k} exceeds the dimension d = {len(s)}")
+    kept, dropped = s[:p_k], s[p_k:]
+    if sigma == 0:
+        return float(dropped.sum())
+    return float((kept * sigma**4 / (kept + sigma**2) ** 2).sum() + dropped.sum())
+
+
+def limit_block(
+    S: ArrayLike, rho: float, p_k: int, sigma: float, lam: float, *, printed_typo: bool = False
+) -> ArrayLike:
+    """Population limit of a cluster's block map W_k W_kᵀ (Corollary 3.3, Chapter 4):
+
+        [ (S − (λ/ρ) I) (S + σ² I)⁻¹ ]_rank-p_k  =  U_p diag( (s_j − λ/ρ) / (s_j + σ²) ) U_pᵀ
+
+    with s_j, U_p the top-``p_k`` eigenpairs of the mode's second moment S = μμᵀ + Σ and ρ its mixture
+    weight (Eq. 8 with Λ_k ≈ n_k S and n_k ≈ ρ n). ``printed_typo=True`` uses (S + σ I)⁻¹, as the
+    camera-ready prints it, so a chapter can show numerically that σ² is right.
+
+    Args:
+        S: ``(d, d)`` second moment; rho: mixture weight in (0, 1]; p_k: rank; sigma: σ >= 0; lam: λ >= 0.
+
+    Returns:
+        ``(d, d)``, same kind as ``S``.
+
+    Raises:
+        ValueError: if λ/ρ >= s_{p_k} (no real block, cf. Theorem 3.1's condition).
+    """
+    St, was_np = _second_moment(S)
+    p_k = _width(p_k, "p_k")
+    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    rho = float(rho)
+    if not (0 < rho <= 1):
+        raise ValueError(f"rho (the mixture weight) must lie in (0, 1], got {rho!r}")
+    s, U = _sorted_eig(St)
+    if p_k > len(s):
+        raise ValueError(f"p_k = {p_k} exceeds the dimension d = {len(s)}")
+    s, U = s[:p_k], U[:, :p_k]
+    if float(s[-1]) <= lam / rho:
+        raise ValueError(
+            f"need lam/rho < s_{p_k} (the p_k-th eigenvalue of S), got lam/rho = {lam / rho:.4g} "
+            f">= {float(s[-1]):.4g}"
+        )
+    noise = sigma if printed_typo else sigma**2
+    a = (s - lam / rho) / (s + noise)
+    return like_input((U * a) @ U.T, was_np)
