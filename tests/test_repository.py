@@ -76,7 +76,8 @@ def test_chapter_shape(nb_path):
 @pytest.mark.skipif(shutil.which("ruff") is None and not (ROOT / ".venv/bin/ruff").exists(), reason="ruff missing")
 def test_ruff_clean():
     ruff = shutil.which("ruff") or str(ROOT / ".venv/bin/ruff")
-    result = subprocess.run([ruff, "check", "src", "tests", "tools", "_ext"], cwd=ROOT, capture_output=True, text=True)
+    targets = ["src", "tests", "tools", "_ext", *(str(p.relative_to(ROOT)) for p in TOC_NOTEBOOKS)]
+    result = subprocess.run([ruff, "check", *targets], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 

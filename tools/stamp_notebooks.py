@@ -29,7 +29,11 @@ BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 # that line (seed, device, chapter-specific setup) is its own and is kept.
 SETUP_HEAD = """\
 # Setup: in Colab, fetch the course code once (torch is already installed there and is never reinstalled).
-import importlib.util, os, subprocess, sys
+import importlib.util
+import os
+import subprocess
+import sys
+
 REPO_URL = "{repo}"  # written from _config.yml by tools/stamp_notebooks.py
 if importlib.util.find_spec("repdiff") is None:
     if importlib.util.find_spec("google.colab") is None:
