@@ -11,9 +11,11 @@ Modules (each small enough to read in one sitting):
 - :mod:`repdiff.sampling`  VE diffusion samplers
 - :mod:`repdiff.models`    the two-layer ReLU denoising autoencoder (Part I)
 - :mod:`repdiff.training`  training it on the paper's objective, Eq. 6 (Part I)
+- :mod:`repdiff.toy_diffusion`  a time-conditioned ReLU DAE sampled as a diffusion model (Part II)
+- :mod:`repdiff.jacobians` exact denoiser Jacobians and their comparison with the theory (Part II)
 """
 
-from . import data, metrics, models, paths, plotting, sampling, theory, training
+from . import data, jacobians, metrics, models, paths, plotting, sampling, theory, toy_diffusion, training
 from .notebook import (
     CheckFailed,
     check,
@@ -37,6 +39,7 @@ __all__ = [
     "get_device",
     "glue",
     "in_colab",
+    "jacobians",
     "metrics",
     "models",
     "paths",
@@ -45,5 +48,6 @@ __all__ = [
     "seed_everything",
     "setup_notebook",
     "theory",
+    "toy_diffusion",
     "training",
 ]

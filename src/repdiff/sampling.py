@@ -11,7 +11,12 @@ The updates, with f = denoiser(x, σ) and next level σ' < σ:
   x' = f + (σ'²/σ²)(x − f) + σ' sqrt(1 − σ'²/σ²) z
 
 Both move x *towards* the denoiser output; the score is ∇log p_σ(x) = (f − x)/σ² (Tweedie). Chapter 7
-derives them (and the sign slips in the paper's printed update).
+derives them (and the sign slips in the paper's printed update, reproduced by :func:`printed_paper_step`).
+
+Public: :func:`sigma_schedule`, :func:`sample` (batched, with a progress bar and clear errors for a wrong
+shape, a schedule that does not decrease and a model on another device), the single steps
+:func:`ddim_step` and :func:`ancestral_step`, :func:`score_from_denoiser`, and
+:func:`empirical_denoiser_fn` (the f_emp sampler of Chapter 7, the memorization reference).
 """
 
 from __future__ import annotations
@@ -21,7 +26,16 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["Denoiser", "sigma_schedule", "sample"]
+__all__ = [
+    "Denoiser",
+    "sigma_schedule",
+    "sample",
+    "score_from_denoiser",
+    "ddim_step",
+    "ancestral_step",
+    "printed_paper_step",
+    "empirical_denoiser_fn",
+]
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -70,6 +84,74 @@ def _module_device(denoiser: object) -> torch.device | None:
     return None
 
 
+def score_from_denoiser(x: torch.Tensor, x0_hat: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Tweedie's formula solved for the score: ∇log p_σ(x) = (x̂0 − x) / σ² (same shape as ``x``).
+
+    Note the order x̂0 − x: the score points from the noisy point *towards* the clean estimate.
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    return (x0_hat - x) / sigma**2
+
+
+def ddim_step(x: torch.Tensor, x0_hat: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """One deterministic step σ → σ' (< σ): x' = x̂0 + (σ'/σ)(x − x̂0).
+
+    It is the Euler step of the probability-flow ODE dx/dσ = −σ ∇log p_σ(x) = (x − x̂0)/σ, and the DDIM
+    update written for VE noise (Chapter 7 derives both).
+    """
+    if not 0 <= sigma_next < sigma:
+        raise ValueError(f"need 0 <= sigma_next < sigma, got sigma={sigma}, sigma_next={sigma_next}")
+    return x0_hat + (sigma_next / sigma) * (x - x0_hat)
+
+
+def ancestral_step(
+    x: torch.Tensor, x0_hat: torch.Tensor, sigma: float, sigma_next: float, z: torch.Tensor
+) -> torch.Tensor:
+    """One stochastic step: a draw from N(x_σ' | x_σ = x, x_0 = x̂0) with standard normal ``z``.
+
+    x' = x̂0 + (σ'²/σ²)(x − x̂0) + σ' sqrt(1 − σ'²/σ²) z (Chapter 7 derives it).
+    """
+    if not 0 <= sigma_next < sigma:
+        raise ValueError(f"need 0 <= sigma_next < sigma, got sigma={sigma}, sigma_next={sigma_next}")
+    ratio2 = (sigma_next / sigma) ** 2
+    return x0_hat + ratio2 * (x - x0_hat) + sigma_next * (1 - ratio2) ** 0.5 * z
+
+
+def printed_paper_step(
+    x: torch.Tensor, x0_hat: torch.Tensor, sigma: float, sigma_next: float, *, fix_score_sign_only: bool = False
+) -> torch.Tensor:
+    """The update as printed in the paper (Eq. 1), for Chapter 7's sign discussion.
+
+    Printed: x' = x − (σ − σ') σ s with the score written as s = (x − x̂0)/σ². With
+    ``fix_score_sign_only=True`` the score gets its correct sign (x̂0 − x)/σ² but the update keeps its
+    printed minus: the step then moves *away* from x̂0.
+    """
+    s = score_from_denoiser(x, x0_hat, sigma)  # correct: (x̂0 − x)/σ²
+    printed_score = s if fix_score_sign_only else -s
+    return x - (sigma - sigma_next) * sigma * printed_score
+
+
+def empirical_denoiser_fn(X: torch.Tensor) -> Denoiser:
+    """``denoiser(x, σ)`` for :func:`sample` built from the empirical optimal denoiser of ``X`` ``(n, d)``.
+
+    The memorization reference of Chapter 7: sampling with it returns training points.
+    """
+    from .theory import empirical_denoiser
+
+    if not isinstance(X, torch.Tensor):
+        X = torch.as_tensor(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (n, d), got {tuple(X.shape)}")
+
+    def f_emp(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[1] != X.shape[1]:
+            raise ValueError(f"x must have shape (N, {X.shape[1]}), got {tuple(x.shape)}")
+        return empirical_denoiser(x, X.to(device=x.device, dtype=x.dtype), sigma)
+
+    return f_emp
+
+
 @torch.no_grad()
 def sample(
     denoiser: Denoiser,
@@ -81,6 +163,7 @@ def sample(
     clamp: tuple[float, float] | None = None,
     return_trajectory: bool = False,
     progress: bool = True,
+    batch_size: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Run the VE sampler from ``x_init`` (noise at level ``sigmas[0]``) down the schedule.
 
@@ -92,17 +175,32 @@ def sample(
         generator: torch generator for the stochastic noise (reproducibility).
         clamp: optional ``(lo, hi)`` applied to the x_0 estimate at each step.
         return_trajectory: also return the list of iterates (``len(sigmas)`` tensors on the CPU).
-        progress: show a progress bar.
+        progress: show a progress bar (one tick per step and batch).
+        batch_size: run the samples in batches of this size (all at once when ``None``). The batches
+            run one after the other with the same generator, so the result depends on ``batch_size``
+            only through the order in which stochastic noise is drawn.
 
     Returns:
         the final samples ``(N, ...)``, and the trajectory if asked for.
+
+    Raises:
+        TypeError / ValueError: ``x_init`` is not a finite batch of the shape the denoiser expects,
+            or the schedule is not strictly decreasing.
+        RuntimeError: the denoiser's weights and ``x_init`` are on different devices.
     """
     if not isinstance(x_init, torch.Tensor):
         raise TypeError(f"x_init must be a torch tensor, got {type(x_init).__name__}")
     if x_init.ndim < 2:
         raise ValueError(f"x_init must be a batch (N, ...) of starting points, got shape {tuple(x_init.shape)}")
+    if x_init.shape[0] == 0:
+        raise ValueError("x_init is an empty batch (N = 0)")
     if not torch.isfinite(x_init).all():
         raise ValueError("x_init contains NaN or infinity")
+    d_expected = getattr(denoiser, "d", None)
+    if isinstance(d_expected, int) and tuple(x_init.shape[1:]) != (d_expected,):
+        raise ValueError(
+            f"x_init has shape {tuple(x_init.shape)} but this denoiser works on batches of shape (N, {d_expected})"
+        )
     s = _validate_sigmas(sigmas)
     dev = _module_device(denoiser)
     if dev is not None and dev != x_init.device:
@@ -110,28 +208,41 @@ def sample(
             f"the denoiser's weights are on {dev} but x_init is on {x_init.device}; "
             f"move one of them, e.g. x_init.to({str(dev)!r})"
         )
-
-    x = x_init.clone()
-    traj = [x.detach().cpu()] if return_trajectory else []
-    steps = range(len(s) - 1)
-    for i in tqdm(steps, desc="sampling", disable=not progress, leave=False):
-        sig, sig_next = float(s[i]), float(s[i + 1])
-        f = denoiser(x, sig)
-        if not isinstance(f, torch.Tensor) or f.shape != x.shape:
-            got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
-            raise ValueError(
-                f"the denoiser returned {got} for input of shape {tuple(x.shape)}; it must return the same shape"
-            )
-        if clamp is not None:
-            f = f.clamp(*clamp)
-        if sig_next == 0.0:
-            x = f
-        elif stochastic:
-            ratio2 = (sig_next / sig) ** 2
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = f + ratio2 * (x - f) + sig_next * (1 - ratio2) ** 0.5 * z
-        else:
-            x = f + (sig_next / sig) * (x - f)
-        if return_trajectory:
-            traj.append(x.detach().cpu())
-    return (x, traj) if return_trajectory else x
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    B = x_init.shape[0] if batch_size is None else batch_size
+    chunks = list(torch.split(x_init, B))
+    bar = tqdm(total=len(chunks) * (len(s) - 1), desc="sampling", disable=not progress, leave=False, mininterval=0.5)
+    outs, trajs = [], []
+    for chunk in chunks:
+        x = chunk.clone()
+        traj = [x.detach().cpu()] if return_trajectory else []
+        for i in range(len(s) - 1):
+            sig, sig_next = float(s[i]), float(s[i + 1])
+            f = denoiser(x, sig)
+            if not isinstance(f, torch.Tensor) or f.shape != x.shape:
+                got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+                raise ValueError(
+                    f"the denoiser returned {got} for input of shape {tuple(x.shape)}; it must return the same shape"
+                )
+            if not torch.isfinite(f).all():
+                raise FloatingPointError(f"the denoiser returned NaN or infinity at sigma = {sig:.4g}")
+            if clamp is not None:
+                f = f.clamp(*clamp)
+            if sig_next == 0.0:
+                x = f
+            elif stochastic:
+                z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                x = ancestral_step(x, f, sig, sig_next, z)
+            else:
+                x = ddim_step(x, f, sig, sig_next)
+            if return_trajectory:
+                traj.append(x.detach().cpu())
+            bar.update(1)
+        outs.append(x)
+        trajs.append(traj)
+    bar.close()
+    x = torch.cat(outs)
+    if not return_trajectory:
+        return x
+    return x, [torch.cat([t[i] for t in trajs]) for i in range(len(s))]

@@ -1,0 +1,117 @@
+"""Tests of repdiff.jacobians (Chapter 8) against independent computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from repdiff import jacobians as jac
+from repdiff import theory
+from repdiff.toy_diffusion import TimeConditionedReLUDAE
+
+
+@pytest.mark.parametrize("kw", [{}, {"tied": False}, {"bias": True, "tied": False}, {"skip": False}])
+def test_autograd_jacobian_matches_the_relu_formula(kw):
+    torch.manual_seed(0)
+    m = TimeConditionedReLUDAE(7, 5, seed=1, center=torch.randn(7), **kw)
+    with torch.no_grad():
+        m.gain_out.bias.normal_()
+        if m.s is not None:
+            m.s.fill_(0.2)
+    x = torch.randn(9, 7)
+    J = jac.denoiser_jacobian(m, x, 0.4)
+    assert J.shape == (9, 7, 7) and not J.requires_grad
+    assert torch.allclose(J, jac.relu_dae_jacobian(m, x, 0.4), atol=1e-6)
+    # and against finite differences, one column at a time
+    eps = 1e-3
+    for j in range(7):
+        e = torch.zeros(7)
+        e[j] = eps
+        with torch.no_grad():
+            fd = (m(x + e, 0.4) - m(x - e, 0.4)) / (2 * eps)
+        assert torch.allclose(J[:, :, j], fd, atol=1e-2)
+
+
+def test_jacobian_of_a_linear_map_is_the_matrix():
+    A = torch.randn(4, 4, dtype=torch.float64)
+    J = jac.denoiser_jacobian(lambda x, s: x @ A.T / (1 + s), torch.randn(3, 4, dtype=torch.float64), 1.0)
+    assert torch.allclose(J, (A / 2).expand(3, 4, 4))
+
+
+def test_jacobian_of_the_wiener_denoiser_is_the_wiener_map():
+    B = torch.randn(5, 5, dtype=torch.float64)
+    S = B @ B.T + 0.1 * torch.eye(5, dtype=torch.float64)
+    f = lambda x, s: theory.wiener_denoiser(x, torch.zeros(5, dtype=torch.float64), S, s)  # noqa: E731
+    J = jac.denoiser_jacobian(f, torch.randn(2, 5, dtype=torch.float64), 0.7)
+    assert torch.allclose(J, jac.wiener_map(S, 0.7).expand(2, 5, 5), atol=1e-10)
+
+
+def test_jacobian_of_the_empirical_denoiser_is_the_posterior_covariance():
+    # f_emp(y) = Σ w_i x_i  ⇒  J = (Σ w_i x_i x_iᵀ − f fᵀ) / σ²  (Chapter 8, exercise 1)
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    y = X[:2] + 0.8 * torch.randn(2, 5, generator=g, dtype=torch.float64)
+    J = jac.denoiser_jacobian(lambda v, s: theory.empirical_denoiser(v, X, s), y, 0.8)
+    w = torch.softmax(-torch.cdist(y, X).square() / (2 * 0.8**2), dim=1)
+    f = w @ X
+    cov = torch.einsum("ni,ia,ib->nab", w, X, X) - f[:, :, None] * f[:, None, :]
+    assert cov.abs().max() > 1e-2  # not a trivial (one-hot) case
+    assert torch.allclose(J, cov / 0.8**2, atol=1e-10)
+
+
+def test_wiener_map_truncation_and_shrinkage():
+    U, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    ev = torch.tensor([9.0, 4.0, 1.0, 0.5, 0.1, 0.01], dtype=torch.float64)
+    S = (U * ev) @ U.T
+    W = jac.wiener_map(S, 0.5, rank=2, lam_over_rho=0.1)
+    expected = (U[:, :2] * ((ev[:2] - 0.1) / (ev[:2] + 0.25))) @ U[:, :2].T
+    assert torch.allclose(W, expected, atol=1e-10)
+    assert torch.linalg.matrix_rank(W) == 2
+    with pytest.raises(ValueError):
+        jac.wiener_map(S, 0.0)
+    with pytest.raises(ValueError):
+        jac.wiener_map(S, 0.5, rank=7)
+    with pytest.raises(ValueError, match="λ/ρ"):
+        jac.wiener_map(S, 0.5, rank=6, lam_over_rho=0.05)
+    with pytest.raises(ValueError, match="symmetric"):
+        jac.wiener_map(S + torch.triu(torch.ones(6, 6, dtype=torch.float64), 1), 0.5)
+
+
+def test_rank_one_alignment_and_spectra():
+    v = torch.randn(3, 6)
+    J = 2.0 * v[:, :, None] * v[:, None, :] / v.square().sum(1)[:, None, None]
+    cos, ratio = jac.rank_one_alignment(J, v)
+    assert torch.allclose(cos, torch.ones(3), atol=1e-5) and (ratio < 1e-5).all()
+    sv = jac.singular_values(J)
+    assert torch.allclose(sv[:, 0], torch.full((3,), 2.0), atol=1e-5)
+    assert torch.allclose(jac.effective_rank(jac.singular_values(torch.eye(4)[None])), torch.tensor([4.0]))
+    with pytest.raises(ValueError):
+        jac.singular_values(torch.randn(3, 4))
+    with pytest.raises(ValueError):
+        jac.singular_values(torch.full((2, 2), float("nan")))
+    with pytest.raises(ValueError):
+        jac.effective_rank(torch.zeros(1, 3))
+
+
+def test_subspace_cosines():
+    Q, _ = torch.linalg.qr(torch.randn(5, 5, dtype=torch.float64))
+    A = Q[:, :2]
+    assert torch.allclose(jac.subspace_cosines(A, A @ torch.randn(2, 2, dtype=torch.float64)),
+                          torch.ones(2, dtype=torch.float64))
+    assert torch.allclose(jac.subspace_cosines(A, Q[:, 2:4]), torch.zeros(2, dtype=torch.float64), atol=1e-12)
+    with pytest.raises(ValueError):
+        jac.subspace_cosines(A, torch.randn(4, 2, dtype=torch.float64))
+
+
+def test_input_validation():
+    m = TimeConditionedReLUDAE(4, 3)
+    with pytest.raises(ValueError):
+        jac.denoiser_jacobian(m, torch.randn(2, 5), 0.3)
+    with pytest.raises(ValueError):
+        jac.denoiser_jacobian(m, torch.randn(2, 4), -1.0)
+    with pytest.raises(ValueError):
+        jac.relu_dae_jacobian(m, torch.full((2, 4), float("nan")), 0.3)
+    with pytest.raises(TypeError):
+        jac.denoiser_jacobian(m, [[0.0] * 4], 0.3)
+    with pytest.raises(ValueError):
+        jac.relative_error(torch.zeros(2, 2), torch.zeros(3, 3))
