@@ -11,11 +11,28 @@ Modules (each small enough to read in one sitting):
 - :mod:`repdiff.sampling`  VE diffusion samplers
 - :mod:`repdiff.models`    the two-layer ReLU denoising autoencoder (Part I)
 - :mod:`repdiff.training`  training it on the paper's objective, Eq. 6 (Part I)
+- :mod:`repdiff.phase`     batched sweeps for the phase diagram, ReLU-mask leakage (Part I, Chapter 5)
+- :mod:`repdiff.widgets`   ipywidgets explorers (each next to a static figure of the same thing)
+- :mod:`repdiff.image_datasets`  real images: digits offline, CelebA from the hub in Colab (Chapter 6)
 - :mod:`repdiff.toy_diffusion`  a time-conditioned ReLU DAE sampled as a diffusion model (Part II)
 - :mod:`repdiff.jacobians` exact denoiser Jacobians and their comparison with the theory (Part II)
 """
 
-from . import data, jacobians, metrics, models, paths, plotting, sampling, theory, toy_diffusion, training
+from . import (
+    data,
+    image_datasets,
+    jacobians,
+    metrics,
+    models,
+    paths,
+    phase,
+    plotting,
+    sampling,
+    theory,
+    toy_diffusion,
+    training,
+    widgets,
+)
 from .notebook import (
     CheckFailed,
     check,
@@ -38,11 +55,13 @@ __all__ = [
     "fast_mode",
     "get_device",
     "glue",
+    "image_datasets",
     "in_colab",
     "jacobians",
     "metrics",
     "models",
     "paths",
+    "phase",
     "plotting",
     "sampling",
     "seed_everything",
@@ -50,4 +69,5 @@ __all__ = [
     "theory",
     "toy_diffusion",
     "training",
+    "widgets",
 ]

@@ -1,0 +1,234 @@
+"""Tests of repdiff.phase (measurements, batched grid training, mask leakage) and repdiff.widgets."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from repdiff import metrics, phase
+from repdiff.data import separable_samples
+from repdiff.models import ReLUDAE
+from repdiff.theory import memorization_solution
+
+
+def _tiny_model(d=6, p=4, seed=0):
+    return ReLUDAE(d, p, seed=seed, dtype=torch.float64)
+
+
+# --- measurements of one model ---------------------------------------------------------------------------
+
+
+def test_representation_stats_matches_direct_computation():
+    model = _tiny_model()
+    X = np.random.default_rng(0).standard_normal((5, 6))
+    st = phase.representation_stats(model, X, 0.3, n_draws=3, seed=7)
+    gen = torch.Generator().manual_seed(7)
+    clean = torch.as_tensor(X).repeat(3, 1)
+    noisy = clean + 0.3 * torch.randn(clean.shape, generator=gen, dtype=torch.float64)
+    h = torch.relu(noisy @ model.W1.detach())
+    np.testing.assert_allclose(st["std"], h.std(1, unbiased=False).numpy(), atol=1e-12)
+    np.testing.assert_allclose(st["pr"], metrics.participation_ratio(h).numpy(), atol=1e-12)
+    np.testing.assert_array_equal(st["active"], (h > 0).sum(1).numpy())
+    # the W1 matrix alone gives the same numbers
+    st2 = phase.representation_stats(model.W1.detach().numpy(), X, 0.3, n_draws=3, seed=7)
+    np.testing.assert_allclose(st2["pr"], st["pr"])
+
+
+def test_representation_stats_errors():
+    model = _tiny_model()
+    with pytest.raises(ValueError, match=r"shape \(n, 6\)"):
+        phase.representation_stats(model, np.zeros((3, 5)), 0.1)
+    with pytest.raises(ValueError, match="sigma"):
+        phase.representation_stats(model, np.zeros((3, 6)), -0.1)
+    with pytest.raises(ValueError, match="NaN"):
+        phase.representation_stats(model, np.full((3, 6), np.nan), 0.1)
+    with pytest.raises(ValueError, match="n_draws"):
+        phase.representation_stats(model, np.zeros((3, 6)), 0.1, n_draws=0)
+
+
+def test_denoising_psnr_of_a_perfect_and_a_zero_model():
+    X = separable_samples(4, 8, norm=2.0, seed=0)
+    model = ReLUDAE(8, 4, seed=0, dtype=torch.float64)
+    with torch.no_grad():  # W2 = 0: the output is 0, so the error is ||x||²/d per pixel
+        model.W2.zero_()
+    out = phase.denoising_psnr(model, X, 0.1, n_draws=2, seed=0)
+    expected = 10 * np.log10(4.0 / (np.tile((X**2).mean(1), 2)))
+    np.testing.assert_allclose(out["denoised"], expected, atol=1e-10)
+    # noisy PSNR ≈ 10 log10(4 / σ²) on average
+    big = phase.denoising_psnr(model, np.zeros((200, 8)), 0.1, n_draws=5, seed=1)
+    assert abs(10 * np.log10(4 / np.mean(10 ** (-big["noisy"] / 10) * 4)) - 10 * np.log10(4 / 0.01)) < 0.2
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        phase.denoising_psnr(model, X, 0.0)
+
+
+# --- data for the phase diagram --------------------------------------------------------------------------
+
+
+def test_power_law_gaussian_spectrum():
+    X = phase.power_law_gaussian(20000, 8, decay=1.0, seed=0)
+    cov = X.T @ X / len(X)
+    ev = np.sort(np.linalg.eigvalsh(cov))[::-1]
+    spec = 1.0 / np.arange(1, 9)
+    spec *= 8 / spec.sum()
+    np.testing.assert_allclose(ev, spec, rtol=0.06)
+    # same basis, different samples; same seed, same numbers
+    np.testing.assert_array_equal(phase.power_law_gaussian(5, 8, seed=3), phase.power_law_gaussian(5, 8, seed=3))
+    with pytest.raises(ValueError, match="positive integers"):
+        phase.power_law_gaussian(0, 8)
+    with pytest.raises(ValueError, match="decay"):
+        phase.power_law_gaussian(5, 8, decay=-1.0)
+
+
+# --- batched training of a grid --------------------------------------------------------------------------
+
+
+def _eq6_loss(W1, W2, X, sigma, lam, eps):
+    """Eq. 6 with fixed noise draws, written out independently (numpy)."""
+    Y = X + sigma * eps
+    out = np.maximum(Y @ W1, 0) @ W2.T
+    return ((out - X) ** 2).sum(1).mean() + lam * ((W1**2).sum() + (W2**2).sum())
+
+
+def test_train_dae_grid_masks_and_objective():
+    X = separable_samples(4, 8, norm=3.0, seed=0)
+    g = phase.train_dae_grid(X, [2, 4, 4], [3, 6, 8], [0.1, 0.1, 0.3], 1e-3, steps=400, lr=1e-2, rows=4, seed=0)
+    assert g.W1.shape == (3, 8, 8) and g.W2.shape == (3, 8, 8)
+    # units beyond each model's width are exactly zero
+    assert torch.count_nonzero(g.W1[0, :, 3:]) == 0 and torch.count_nonzero(g.W2[1, :, 6:]) == 0
+    W1, W2 = g.weights(0)
+    assert W1.shape == (8, 3) and W1.dtype == torch.float64
+    # the recorded objective is Eq. 6 of each model (checked with many fixed noise draws)
+    rng = np.random.default_rng(0)
+    for b in range(3):
+        W1, W2 = (w.numpy() for w in g.weights(b))
+        Xb = np.tile(X[: g.n[b]], (500, 1))
+        mc = _eq6_loss(W1, W2, Xb, g.sigma[b], 1e-3, rng.standard_normal(Xb.shape))
+        assert abs(g.final_loss[b] - mc) < 0.15 * mc + 0.02, (b, g.final_loss[b], mc)
+    # training lowers the loss below that of the zero map (mean ||x||² = 9)
+    assert (g.final_loss < 1.0).all()
+
+
+def test_train_dae_grid_memorizes_separable_points():
+    X = separable_samples(4, 16, norm=3.0, seed=1)
+    g = phase.train_dae_grid(X, [4], [8], [0.3], 1e-2, steps=2000, lr=1e-2, rows=4, seed=0)
+    W1, W2 = g.weights(0)
+    Wm = torch.as_tensor(memorization_solution(X, 8, 0.3, 1e-2))
+    A, B = (W2 @ W1.T).numpy(), (Wm @ Wm.T).numpy()
+    assert np.linalg.norm(A - B) / np.linalg.norm(B) < 0.15
+
+
+def test_train_dae_grid_errors():
+    X = np.random.default_rng(0).standard_normal((8, 4))
+    with pytest.raises(ValueError, match="same non-zero length"):
+        phase.train_dae_grid(X, [2, 4], [2], [0.1, 0.1], 0.0, steps=1, lr=1e-2)
+    with pytest.raises(ValueError, match=r"every n must lie in \[1, 8\]"):
+        phase.train_dae_grid(X, [16], [2], [0.1], 0.0, steps=1, lr=1e-2)
+    with pytest.raises(ValueError, match="every sigma"):
+        phase.train_dae_grid(X, [4], [2], [0.0], 0.0, steps=1, lr=1e-2)
+    with pytest.raises(ValueError, match="multiple of every n"):
+        phase.train_dae_grid(X, [3, 4], [2, 2], [0.1, 0.1], 0.0, steps=1, lr=1e-2)
+    with pytest.raises(ValueError, match="lam"):
+        phase.train_dae_grid(X, [4], [2], [0.1], -1.0, steps=1, lr=1e-2)
+    with pytest.raises(ValueError, match="NaN"):
+        phase.train_dae_grid(np.full((4, 4), np.nan), [4], [2], [0.1], 0.0, steps=1, lr=1e-2)
+
+
+def test_phase_metrics_on_the_closed_form():
+    """A grid holding the exact memorizing solution copies every training point; a zero model copies none."""
+    X = separable_samples(4, 16, norm=3.0, seed=0)
+    Wm = torch.as_tensor(memorization_solution(X, 4, 0.05, 0.0), dtype=torch.float32)
+    W1 = torch.stack([Wm, torch.zeros_like(Wm)])
+    grid = phase.GridResult(W1, W1.clone(), np.array([4, 4]), np.array([4, 4]), np.array([0.05, 0.05]),
+                            np.zeros(2), 0.0)
+    X_test = separable_samples(4, 16, norm=3.0, seed=5)
+    pm = phase.phase_metrics(grid, X, X_test, n_draws=8)
+    assert pm["copy"][0] == 1.0 and pm["copy"][1] == 0.0
+    assert pm["pr"][0] < 1.05  # one unit per noisy training point
+    assert 0.9 < pm["gap"][0] <= 1.0 and abs(pm["gap"][1]) < 1e-12
+    np.testing.assert_allclose(pm["pr_frac"], pm["pr"] / 4)
+    with pytest.raises(ValueError, match="must match"):
+        phase.phase_metrics(grid, X[:, :8], X_test)
+    with pytest.raises(ValueError, match="threshold"):
+        phase.phase_metrics(grid, X, X_test, threshold=0.0)
+
+
+# --- leakage of the ReLU mask ----------------------------------------------------------------------------
+
+
+def test_unit_margins_brute_force():
+    rng = np.random.default_rng(0)
+    W, X = rng.standard_normal((5, 3)), rng.standard_normal((7, 5))
+    expected = np.array([[abs(W[:, j] @ x) / np.linalg.norm(W[:, j]) for j in range(3)] for x in X])
+    np.testing.assert_allclose(phase.unit_margins(W, X), expected, atol=1e-12)
+    assert isinstance(phase.unit_margins(torch.as_tensor(W), torch.as_tensor(X)), torch.Tensor)
+    W[:, 1] = 0
+    with pytest.raises(ValueError, match="zero column"):
+        phase.unit_margins(W, X)
+    with pytest.raises(ValueError, match="share d"):
+        phase.unit_margins(W, X[:, :4])
+
+
+def test_mask_leakage_single_unit_is_a_gaussian_tail():
+    """One unit w = e_1, one input at distance m from its hyperplane: P = Φ(−m/σ)."""
+    W = np.zeros((3, 1))
+    W[0, 0] = 2.0
+    X = np.array([[0.5, 1.0, -1.0]])
+    sig = np.array([0.25, 0.5, 1.0])
+    P = phase.mask_leakage(W, X, sig, n_draws=100_000, seed=0)
+    exact = norm.cdf(-0.5 / sig)
+    assert (np.abs(P - exact) < 4 * np.sqrt(exact * (1 - exact) / 100_000) + 1e-4).all()
+    with pytest.raises(ValueError, match="sigmas"):
+        phase.mask_leakage(W, X, [0.0])
+    with pytest.raises(ValueError, match="n_draws"):
+        phase.mask_leakage(W, X, [0.1], n_draws=0)
+
+
+def test_fit_leakage_rate_recovers_an_exact_law():
+    sig = np.linspace(0.2, 1.0, 9)
+    P = 0.7 * np.exp(-0.4 * 2.0**2 / sig**2)
+    fit = phase.fit_leakage_rate(sig, P, 2.0)
+    assert math.isclose(fit["c"], 0.4, rel_tol=1e-9) and math.isclose(fit["C"], 0.7, rel_tol=1e-9)
+    assert fit["r2"] > 1 - 1e-12 and fit["n_points"] == 9
+    P[:7] = 0.0  # zeros are left out; two points remain
+    assert phase.fit_leakage_rate(sig, P, 2.0)["n_points"] == 2
+    with pytest.raises(ValueError, match="at least 2 points"):
+        phase.fit_leakage_rate(sig[:8], P[:8], 2.0)
+    with pytest.raises(ValueError, match="gamma"):
+        phase.fit_leakage_rate(sig, P, 0.0)
+    with pytest.raises(ValueError, match="same length"):
+        phase.fit_leakage_rate(sig, P[:3], 1.0)
+
+
+# --- widgets ---------------------------------------------------------------------------------------------
+
+
+def test_draw_phase_map_and_explorer():
+    from repdiff import widgets
+
+    ns, ps, sigmas = [4, 8, 16], [4, 8], [0.2, 0.5]
+    vals = np.arange(12, dtype=float)
+    fig, ax = plt.subplots()
+    im = widgets.draw_phase_map(ax, vals.reshape(3, 2, 2)[:, :, 0], ns, ps, title="t")
+    assert im.get_array().shape == (3, 2)
+    with pytest.raises(ValueError, match="shape"):
+        widgets.draw_phase_map(ax, np.zeros((2, 2)), ns, ps)
+    plt.close(fig)
+    pytest.importorskip("ipywidgets")
+    box = widgets.phase_explorer({"a": vals, "b": -vals}, ns, ps, sigmas)
+    dropdown, slider = box.children[0].children
+    dropdown.value = "b"  # redraws without error
+    slider.value = 1
+    with pytest.raises(ValueError, match="12 cells"):
+        widgets.phase_explorer({"a": vals[:5]}, ns, ps, sigmas)
+    with pytest.raises(ValueError, match="empty"):
+        widgets.phase_explorer({}, ns, ps, sigmas)
+    plt.close("all")
