@@ -16,10 +16,15 @@ Modules (each small enough to read in one sitting):
 - :mod:`repdiff.image_datasets`  real images: digits offline, CelebA from the hub in Colab (Chapter 6)
 - :mod:`repdiff.toy_diffusion`  a time-conditioned ReLU DAE sampled as a diffusion model (Part II)
 - :mod:`repdiff.jacobians` exact denoiser Jacobians and their comparison with the theory (Part II)
+- :mod:`repdiff.procedural`, :mod:`repdiff.datasets`  offline images and real-data loaders (Part III)
+- :mod:`repdiff.representations`  hooks that record any named module's activations (Parts III-IV)
+- :mod:`repdiff.unet`, :mod:`repdiff.train`, :mod:`repdiff.bench`  U-Nets, their training and speed
+  (Part III; imported on demand: ``from repdiff import unet``)
 """
 
 from . import (
     data,
+    datasets,
     image_datasets,
     jacobians,
     metrics,
@@ -27,6 +32,8 @@ from . import (
     paths,
     phase,
     plotting,
+    procedural,
+    representations,
     sampling,
     theory,
     toy_diffusion,
@@ -52,6 +59,7 @@ __all__ = [
     "check",
     "check_range",
     "data",
+    "datasets",
     "fast_mode",
     "get_device",
     "glue",
@@ -63,6 +71,8 @@ __all__ = [
     "paths",
     "phase",
     "plotting",
+    "procedural",
+    "representations",
     "sampling",
     "seed_everything",
     "setup_notebook",

@@ -15,7 +15,14 @@ import torch
 
 from ._arrays import require_finite, require_positive
 
-__all__ = ["load_digits", "GaussianMixture", "separable_samples", "separability", "low_rank_gaussian_mixture"]
+__all__ = [
+    "load_dataset",
+    "load_digits",
+    "GaussianMixture",
+    "separable_samples",
+    "separability",
+    "low_rank_gaussian_mixture",
+]
 
 
 def load_digits(*, n: int | None = None, seed: int = 0, shuffle: bool = False) -> np.ndarray:
@@ -277,3 +284,15 @@ def low_rank_gaussian_mixture(
         covs[k] = 0.5 * (covs[k] + covs[k].T)
     w = np.full(K, 1.0 / K) if weights is None else np.asarray(weights, dtype=np.float64)
     return GaussianMixture(weights=w, means=means, covs=covs)
+
+
+def load_dataset(spec: dict):
+    """The exact training tensor a recipe's ``data`` entry describes: ``(N, C, H, W)`` in [−1, 1] (Part III).
+
+    Thin entry point; the loaders (procedural images, digits, MNIST, CIFAR-10, CelebA) and the spec format
+    live in :func:`repdiff.datasets.load_dataset`. A data set that is not on disk raises
+    ``repdiff.datasets.DatasetNotAvailable`` with a message saying how to get it.
+    """
+    from .datasets import load_dataset as _load_dataset
+
+    return _load_dataset(spec)

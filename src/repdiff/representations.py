@@ -1,0 +1,213 @@
+"""Read the activations of any named module of any torch model: the hook API of Chapters 11-14.
+
+The paper's "representation" of a deep denoiser is the output of one inner module, pooled over space
+(Algorithm 1 of the paper: re-noise the image, one forward pass, read a layer, score its spikiness).
+:class:`ActivationRecorder` is a context manager that registers forward hooks on modules named as in
+``model.named_modules()`` (e.g. ``"mid_block.resnets.0"`` or ``"up_blocks.0.resnets.2.nonlinearity"``) and
+**always removes them on exit**, also when the body raises, so a model never keeps stray hooks::
+
+    with ActivationRecorder(unet, ["mid_block", "up_blocks.0.resnets.0"]) as rec:
+        unet(x, t)
+    h = spatial_pool(rec["mid_block"], "max")        # (N, C)
+
+A module that runs several times in one forward pass (diffusers' ``ResnetBlock2D`` applies its one
+``nonlinearity`` module twice) is recorded at its last call by default (``keep="last"``), which for
+``…resnets.k.nonlinearity`` is SiLU(GroupNorm(·)) just before the block's second convolution, the layer the
+paper's released detector reads; ``keep="all"`` keeps every call.
+
+- :func:`list_modules`: names of the modules matching a glob pattern (which layers exist?).
+- :func:`spatial_pool`: ``(N, C, H, W)`` → ``(N, C)`` by max or mean (other shapes: flattened).
+- :func:`unet_features`: Chapter 11's one-pass feature extractor for a noise-predicting ``UNet2DModel``:
+  re-noise clean images to a training step t, one forward pass, pooled features of chosen layers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["ActivationRecorder", "list_modules", "spatial_pool", "unet_features"]
+
+
+def list_modules(model: torch.nn.Module, pattern: str = "*", *, leaf_only: bool = False) -> list[str]:
+    """Names of ``model``'s submodules that match the glob ``pattern`` (e.g. ``"up_blocks.*.resnets.*"``)."""
+    names = []
+    for name, mod in model.named_modules():
+        if not name or not fnmatch.fnmatchcase(name, pattern):
+            continue
+        if leaf_only and any(True for _ in mod.children()):
+            continue
+        names.append(name)
+    return names
+
+
+def _first_tensor(output: Any) -> torch.Tensor:
+    """The tensor a module returned (the first one, for tuples; ``.sample`` for diffusers outputs)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "sample") and isinstance(output.sample, torch.Tensor):
+        return output.sample
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"cannot record a module output of type {type(output).__name__}: no tensor found")
+
+
+class ActivationRecorder:
+    """Context manager recording the outputs of named modules during forward passes.
+
+    Args:
+        model: any ``torch.nn.Module``.
+        layers: one module name or several (as in ``model.named_modules()``).
+        keep: ``"last"`` keeps the output of a module's last call; ``"all"`` keeps a list of every call.
+        transform: optional function applied to each recorded tensor (e.g. :func:`spatial_pool`), so large
+            maps need not be kept.
+        detach: record detached tensors (default) or keep the graph (for gradients w.r.t. features).
+        to_cpu: move recorded tensors to the CPU.
+
+    Recorded tensors are read with ``rec[name]`` (or ``rec.outputs``). Unknown names raise ``KeyError`` on
+    entry, listing the closest valid names; all hooks are removed on exit, whatever happened inside.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        layers: str | Sequence[str],
+        *,
+        keep: str = "last",
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        detach: bool = True,
+        to_cpu: bool = False,
+    ) -> None:
+        if keep not in ("last", "all"):
+            raise ValueError(f"keep must be 'last' or 'all', got {keep!r}")
+        self.model = model
+        self.layers = [layers] if isinstance(layers, str) else list(layers)
+        if not self.layers:
+            raise ValueError("give at least one layer name")
+        if len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layer names repeat: {self.layers}")
+        self.keep, self.transform, self.detach, self.to_cpu = keep, transform, detach, to_cpu
+        self.outputs: dict[str, Any] = {}
+        self._handles: list[Any] = []
+
+    def _resolve(self) -> dict[str, torch.nn.Module]:
+        modules = dict(self.model.named_modules())
+        found = {}
+        for name in self.layers:
+            if name not in modules:
+                import difflib
+
+                close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
+                raise KeyError(
+                    f"the model has no module named {name!r}"
+                    + (f"; close names: {close}" if close else "")
+                    + " (list them with repdiff.representations.list_modules(model, pattern))"
+                )
+            found[name] = modules[name]
+        return found
+
+    def _hook(self, name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            t = _first_tensor(output)
+            if self.detach:
+                t = t.detach()
+            if self.transform is not None:
+                t = self.transform(t)
+            if self.to_cpu:
+                t = t.cpu()
+            if self.keep == "last":
+                self.outputs[name] = t
+            else:
+                self.outputs.setdefault(name, []).append(t)
+
+        return hook
+
+    def __enter__(self) -> ActivationRecorder:
+        modules = self._resolve()
+        self.outputs = {}
+        try:
+            for name, mod in modules.items():
+                self._handles.append(mod.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.remove()
+        return False  # never swallow an exception
+
+    def remove(self) -> None:
+        """Remove every hook this recorder registered (called on exit; safe to call twice)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def clear(self) -> None:
+        """Forget what was recorded (the hooks stay while inside the ``with`` block)."""
+        self.outputs = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.outputs:
+            raise KeyError(f"nothing recorded for {name!r} (was it called inside the with block?)")
+        return self.outputs[name]
+
+
+def spatial_pool(h: torch.Tensor, mode: str = "max") -> torch.Tensor:
+    """Pool a feature map over space: ``(N, C, H, W)`` → ``(N, C)`` by ``"max"`` (the paper's choice) or ``"mean"``.
+
+    ``(N, C)`` passes through; other shapes ``(N, C, ...)`` are flattened after the channel axis first.
+    """
+    if mode not in ("max", "mean"):
+        raise ValueError(f"mode must be 'max' or 'mean', got {mode!r}")
+    if h.ndim < 2:
+        raise ValueError(f"expected a batch of features (N, C, ...), got shape {tuple(h.shape)}")
+    if h.ndim == 2:
+        return h
+    flat = h.reshape(h.shape[0], h.shape[1], -1)
+    return flat.amax(dim=-1) if mode == "max" else flat.mean(dim=-1)
+
+
+@torch.no_grad()
+def unet_features(
+    unet: torch.nn.Module,
+    alphas_cumprod: torch.Tensor,
+    x0: torch.Tensor,
+    timestep: int,
+    layers: str | Sequence[str],
+    *,
+    pool: str = "max",
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict[str, torch.Tensor]:
+    """Pooled features of ``layers`` for clean images ``x0`` ``(N, C, H, W)`` re-noised to step ``timestep``.
+
+    x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε with ε from a CPU generator seeded ``seed`` (same noise on every device),
+    then one forward pass of the noise-predicting ``unet`` (Chapter 11; the paper's detector, prompt-free).
+
+    Returns:
+        ``{layer: (N, C_layer)}`` float32 on the CPU.
+    """
+    T = len(alphas_cumprod)
+    if int(timestep) != timestep or not 0 <= timestep < T:
+        raise ValueError(f"timestep must be an integer in [0, {T - 1}], got {timestep!r}")
+    if x0.ndim != 4:
+        raise ValueError(f"x0 must have shape (N, C, H, W), got {tuple(x0.shape)}")
+    if not torch.isfinite(x0).all():
+        raise ValueError("x0 contains NaN or infinity")
+    device = next(unet.parameters()).device
+    a = float(alphas_cumprod[int(timestep)])
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    xt_all = a**0.5 * x0.float().cpu() + (1 - a) ** 0.5 * noise
+    names = [layers] if isinstance(layers, str) else list(layers)
+    out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    with ActivationRecorder(unet, names, transform=lambda h: spatial_pool(h.float(), pool), to_cpu=True) as rec:
+        for start in range(0, len(xt_all), batch_size):
+            xt = xt_all[start : start + batch_size].to(device)
+            unet(xt, torch.full((len(xt),), int(timestep), device=device))
+            for n in names:
+                out[n].append(rec[n])
+            rec.clear()
+    return {n: torch.cat(v) for n, v in out.items()}
