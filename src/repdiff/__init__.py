@@ -20,11 +20,17 @@ Modules (each small enough to read in one sitting):
 - :mod:`repdiff.representations`  hooks that record any named module's activations (Parts III-IV)
 - :mod:`repdiff.unet`, :mod:`repdiff.train`, :mod:`repdiff.bench`  U-Nets, their training and speed
   (Part III; imported on demand: ``from repdiff import unet``)
+- :mod:`repdiff.captioned`, :mod:`repdiff.tiny_sd`  the course's captioned data with planted duplicates and
+  a tiny Stable-Diffusion-architecture model trained on it (Part IV)
+- :mod:`repdiff.detection`, :mod:`repdiff.steering`, :mod:`repdiff.sd_hub`  the prompt-free detector and
+  its baseline, representation steering, and the real SD v1.4 path for Colab (Part IV)
 """
 
 from . import (
+    captioned,
     data,
     datasets,
+    detection,
     image_datasets,
     jacobians,
     metrics,
@@ -35,7 +41,10 @@ from . import (
     procedural,
     representations,
     sampling,
+    sd_hub,
+    steering,
     theory,
+    tiny_sd,
     toy_diffusion,
     training,
     widgets,
@@ -55,11 +64,13 @@ from .notebook import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckFailed",
+    "captioned",
     "check",
     "check_range",
+    "CheckFailed",
     "data",
     "datasets",
+    "detection",
     "fast_mode",
     "get_device",
     "glue",
@@ -74,9 +85,12 @@ __all__ = [
     "procedural",
     "representations",
     "sampling",
+    "sd_hub",
     "seed_everything",
     "setup_notebook",
+    "steering",
     "theory",
+    "tiny_sd",
     "toy_diffusion",
     "training",
     "widgets",

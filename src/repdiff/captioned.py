@@ -1,0 +1,309 @@
+"""The course's "mini-LAION": procedurally generated captioned images with planted duplicates (Chapters 12-14).
+
+Stable Diffusion memorized a few hundred LAION images that appear many times in its training set, each with
+the same caption, while it generalizes on the vast, non-duplicated rest. This module builds a small data set
+with the same structure, generated on the fly (no download):
+
+- **compositional pairs**: two coloured shapes on a coloured background, captioned
+  ``"a red circle above a blue square on a gray background"``; every caption occurs once, and the objects'
+  sizes and positions are drawn at random, so the caption describes the image without fixing it;
+- **planted duplicates**: ``n_planted`` "posters" (three shapes at random places) with title-like captions
+  (``"the hidden orchard by kalomir"``, each with its own made-up name) whose words never occur in
+  compositional captions; each poster is
+  repeated ``n_copies`` times with the same caption, as the duplicated LAION images were;
+- **single posters**: ``n_single_posters`` more posters of the same kind with their own titles, each seen
+  once (a control: same look as the planted images, no duplication);
+- **held-out captions**: compositional captions that occur nowhere in the training set.
+
+Images are ``float32`` arrays of shape ``(N, 3, size, size)`` in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "COLORS",
+    "OBJECT_COLORS",
+    "BACKGROUND_COLORS",
+    "SHAPES",
+    "RELATIONS",
+    "CaptionedDataset",
+    "render_scene",
+    "compositional_caption",
+    "compositional_scene",
+    "poster_scene",
+    "title_captions",
+    "make_mini_laion",
+    "vocabulary",
+    "color_fraction",
+]
+
+#: RGB in [0, 1] of every colour word the captions use.
+COLORS: dict[str, tuple[float, float, float]] = {
+    "red": (0.90, 0.10, 0.10),
+    "green": (0.10, 0.70, 0.20),
+    "blue": (0.15, 0.30, 0.95),
+    "yellow": (0.95, 0.85, 0.10),
+    "purple": (0.60, 0.20, 0.80),
+    "orange": (1.00, 0.55, 0.05),
+    "white": (0.95, 0.95, 0.95),
+    "black": (0.08, 0.08, 0.08),
+    "gray": (0.50, 0.50, 0.50),
+    "pink": (0.98, 0.70, 0.80),
+    "teal": (0.10, 0.55, 0.55),
+}
+OBJECT_COLORS = ("red", "green", "blue", "yellow", "purple", "orange")
+BACKGROUND_COLORS = ("white", "black", "gray", "pink", "teal")
+SHAPES = ("circle", "square", "triangle")
+RELATIONS = ("above", "below", "left of", "right of")
+
+_TITLE_ADJ = ("quiet", "golden", "midnight", "silver", "forgotten", "painted", "northern", "hidden", "lonely",
+              "ancient", "broken", "distant", "gentle", "wild", "frozen", "secret")
+_TITLE_NOUN = ("harbor", "garden", "letters", "river", "city", "lantern", "orchard", "violin", "island",
+               "mirror", "forest", "tower", "journey", "season", "bridge", "kingdom")
+
+
+@dataclass
+class CaptionedDataset:
+    """A captioned training set with planted duplicates, and the prompt lists that go with it.
+
+    Attributes:
+        images: ``(N, 3, size, size)`` float32 in [-1, 1], the training images (duplicates included).
+        captions: ``N`` training captions, aligned with ``images``.
+        kind: ``N`` strings, ``"compositional"``, ``"planted"`` or ``"single_poster"``.
+        planted_id: ``(N,)`` int, the index of the planted image a row copies, ``-1`` for other rows.
+        planted_images: ``(n_planted, 3, size, size)`` the distinct planted images.
+        planted_captions: their captions (the "memorized prompts").
+        held_out_captions: compositional captions absent from the training set (the "non-memorized prompts").
+    """
+
+    images: np.ndarray
+    captions: list[str]
+    kind: np.ndarray
+    planted_id: np.ndarray
+    planted_images: np.ndarray
+    planted_captions: list[str]
+    held_out_captions: list[str]
+    params: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def unique_images(self) -> np.ndarray:
+        """The distinct training images (each planted image once): the reference set for nearest neighbours."""
+        keep = self.kind != "planted"
+        return np.concatenate([self.images[keep], self.planted_images])
+
+
+def _grid(size: int, supersample: int) -> tuple[np.ndarray, np.ndarray]:
+    n = size * supersample
+    c = (np.arange(n) + 0.5) / supersample
+    return np.meshgrid(c, c, indexing="xy")
+
+
+def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
+    if shape == "circle":
+        return (x - cx) ** 2 + (y - cy) ** 2 <= r**2
+    if shape == "square":
+        h = 0.85 * r
+        return (np.abs(x - cx) <= h) & (np.abs(y - cy) <= h)
+    if shape == "triangle":  # apex up (y grows downwards)
+        top, bottom = cy - r, cy + 0.8 * r
+        return (y >= top) & (y <= bottom) & (np.abs(x - cx) <= 0.65 * (y - top))
+    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+
+
+def render_scene(objects: list[tuple[str, str, float, float, float]], background: str, size: int = 32,
+                 supersample: int = 2) -> np.ndarray:
+    """Draw shapes on a flat background; later objects cover earlier ones.
+
+    Args:
+        objects: ``(shape, colour, cx, cy, radius)`` per object, positions in pixels (origin top-left).
+        background: a colour name from :data:`COLORS`.
+        size: output side in pixels.
+        supersample: anti-aliasing factor (rendered larger, then averaged).
+
+    Returns:
+        ``(3, size, size)`` float32 in [-1, 1].
+    """
+    if background not in COLORS:
+        raise ValueError(f"unknown colour {background!r}")
+    if size < 4 or supersample < 1:
+        raise ValueError(f"size must be >= 4 and supersample >= 1, got {size}, {supersample}")
+    x, y = _grid(size, supersample)
+    img = np.empty((3, *x.shape), dtype=np.float64)
+    img[:] = np.asarray(COLORS[background])[:, None, None]
+    for shape, colour, cx, cy, r in objects:
+        if colour not in COLORS:
+            raise ValueError(f"unknown colour {colour!r}")
+        m = _shape_mask(shape, x, y, cx, cy, r)
+        img[:, m] = np.asarray(COLORS[colour])[:, None]
+    n = size
+    img = img.reshape(3, n, supersample, n, supersample).mean(axis=(2, 4))
+    return (2 * img - 1).astype(np.float32)
+
+
+def compositional_caption(c1: str, s1: str, rel: str, c2: str, s2: str, bg: str) -> str:
+    """``"a {c1} {s1} {rel} a {c2} {s2} on a {bg} background"``."""
+    return f"a {c1} {s1} {rel} a {c2} {s2} on a {bg} background"
+
+
+def compositional_scene(c1: str, s1: str, rel: str, c2: str, s2: str, bg: str, rng: np.random.Generator,
+                        size: int = 32) -> np.ndarray:
+    """Render a random image that fits the compositional caption (positions and sizes jittered).
+
+    Returns ``(3, size, size)`` float32 in [-1, 1].
+    """
+    if rel not in RELATIONS:
+        raise ValueError(f"unknown relation {rel!r}; expected one of {RELATIONS}")
+    u = size / 32.0
+    near, far = rng.uniform(7, 11, size=2) * u, rng.uniform(21, 25, size=2) * u
+    free = rng.uniform(9, 23, size=2) * u
+    r1, r2 = rng.uniform(4.5, 6.5, size=2) * u
+    if rel == "above":
+        p1, p2 = (free[0], near[0]), (free[1], far[0])
+    elif rel == "below":
+        p1, p2 = (free[0], far[0]), (free[1], near[0])
+    elif rel == "left of":
+        p1, p2 = (near[0], free[0]), (far[0], free[1])
+    else:
+        p1, p2 = (far[0], free[0]), (near[0], free[1])
+    return render_scene([(s1, c1, *p1, r1), (s2, c2, *p2, r2)], bg, size)
+
+
+def poster_scene(rng: np.random.Generator, size: int = 32, n_objects: int = 3) -> np.ndarray:
+    """A "poster": ``n_objects`` random shapes in random colours at random places on a random background."""
+    u = size / 32.0
+    bg = str(rng.choice(BACKGROUND_COLORS))
+    objs = []
+    for _ in range(n_objects):
+        objs.append((str(rng.choice(SHAPES)), str(rng.choice(OBJECT_COLORS)), rng.uniform(6, 26) * u,
+                     rng.uniform(6, 26) * u, rng.uniform(3.5, 7.0) * u))
+    return render_scene(objs, bg, size)
+
+
+_SYLLABLES = ("ka", "lo", "mi", "ren", "tu", "vas", "zel", "dor", "fi", "gan", "hu", "jol", "ne", "pra", "sul",
+              "ti", "ves", "wor", "yan", "bri")
+
+
+def _names(n: int = 800) -> list[str]:
+    """``n`` distinct made-up names of three syllables ("kalomir"), the same on every call."""
+    rng = np.random.default_rng(12345)
+    out: list[str] = []
+    seen: set[str] = set()
+    while len(out) < n:
+        name = "".join(rng.choice(_SYLLABLES, size=3))
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+    return out
+
+
+def title_captions(n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` distinct title-like captions ("the hidden orchard by kalomir"), none using a compositional word.
+
+    Each title ends with its own made-up name, as many memorized LAION captions carry a proper name.
+    """
+    names = _names()
+    if n > len(names):
+        raise ValueError(f"at most {len(names)} distinct titles are available, asked for {n}")
+    pick = rng.choice(len(names), size=n, replace=False)
+    adj = rng.choice(_TITLE_ADJ, size=n)
+    noun = rng.choice(_TITLE_NOUN, size=n)
+    return [f"the {a} {b} by {names[i]}" for a, b, i in zip(adj, noun, pick, strict=True)]
+
+
+def _all_compositional() -> list[tuple[str, str, str, str, str, str]]:
+    return list(itertools.product(OBJECT_COLORS, SHAPES, RELATIONS, OBJECT_COLORS, SHAPES, BACKGROUND_COLORS))
+
+
+def make_mini_laion(n_unique: int = 3000, n_planted: int = 100, n_copies: int = 20, n_single_posters: int = 300,
+                    n_held_out: int = 200, size: int = 32, seed: int = 0) -> CaptionedDataset:
+    """Generate the mini-LAION training set and its prompt lists (Chapter 12).
+
+    Args:
+        n_unique: compositional image-caption pairs, each caption used once.
+        n_planted: distinct planted posters (the memorization targets), each with a unique title.
+        n_copies: how many times each planted poster (with its caption) is repeated.
+        n_single_posters: posters with their own titles that occur once (same look, no duplication).
+        n_held_out: compositional captions kept out of training.
+        size: image side in pixels.
+        seed: everything is a function of it.
+    """
+    for name, v in [("n_unique", n_unique), ("n_planted", n_planted), ("n_copies", n_copies),
+                    ("n_held_out", n_held_out)]:
+        if int(v) < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    if n_single_posters < 0:
+        raise ValueError("n_single_posters must be >= 0")
+    rng = np.random.default_rng(seed)
+    combos = _all_compositional()
+    if n_unique + n_held_out > len(combos):
+        raise ValueError(f"only {len(combos)} compositional captions exist; asked for {n_unique + n_held_out}")
+    order = rng.permutation(len(combos))
+    held = [combos[i] for i in order[:n_held_out]]
+    train = [combos[i] for i in order[n_held_out:n_held_out + n_unique]]
+
+    images, captions, kind, pid = [], [], [], []
+    for c in train:
+        images.append(compositional_scene(*c, rng=rng, size=size))
+        captions.append(compositional_caption(*c))
+        kind.append("compositional")
+        pid.append(-1)
+    titles = title_captions(n_planted + n_single_posters, rng)
+    planted_caps, single_caps = titles[:n_planted], titles[n_planted:]
+    planted_imgs = np.stack([poster_scene(rng, size) for _ in range(n_planted)])
+    for cap in single_caps:
+        images.append(poster_scene(rng, size))
+        captions.append(cap)
+        kind.append("single_poster")
+        pid.append(-1)
+    for j, cap in enumerate(planted_caps):
+        for _ in range(n_copies):
+            images.append(planted_imgs[j])
+            captions.append(cap)
+            kind.append("planted")
+            pid.append(j)
+    return CaptionedDataset(
+        images=np.stack(images).astype(np.float32),
+        captions=captions,
+        kind=np.asarray(kind),
+        planted_id=np.asarray(pid, dtype=np.int64),
+        planted_images=planted_imgs.astype(np.float32),
+        planted_captions=planted_caps,
+        held_out_captions=[compositional_caption(*c) for c in held],
+        params=dict(n_unique=n_unique, n_planted=n_planted, n_copies=n_copies, n_single_posters=n_single_posters,
+                    n_held_out=n_held_out, size=size, seed=seed),
+    )
+
+
+def vocabulary() -> list[str]:
+    """Every word any caption of this module can contain, sorted (the tiny tokenizer's word list)."""
+    words: set[str] = {"a", "on", "background", "the", "of", "left", "right", "above", "below", "by"}
+    words |= set(COLORS) | set(SHAPES) | set(_TITLE_ADJ) | set(_TITLE_NOUN) | set(_names())
+    return sorted(words)
+
+
+def color_fraction(images: np.ndarray, colour: str, tol: float = 0.25) -> np.ndarray:
+    """Fraction of pixels within ``tol`` (max-abs, in [0, 1] units) of a named colour (Chapter 14's attribute).
+
+    Args:
+        images: ``(N, 3, H, W)`` in [-1, 1].
+    Returns:
+        ``(N,)`` fractions in [0, 1].
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (N, 3, H, W), got {images.shape}")
+    if not np.isfinite(images).all():
+        raise ValueError("images contain NaN or infinity")
+    if colour not in COLORS:
+        raise ValueError(f"unknown colour {colour!r}")
+    rgb = (images + 1) / 2
+    target = np.asarray(COLORS[colour])[None, :, None, None]
+    close = np.abs(rgb - target).max(axis=1) <= tol
+    return close.mean(axis=(1, 2))

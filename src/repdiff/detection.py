@@ -1,0 +1,323 @@
+"""Prompt-free memorization detection in a Stable Diffusion U-Net, and Wen et al.'s baseline (Chapter 13).
+
+The paper's detector (Zhang et al., Algorithm 1): take a generated image, encode it with the VAE, add noise
+at a small timestep t (t = 10 for SD v1.4), run **one** U-Net pass with the **empty prompt**, read the
+activation of one inner layer, pool it over space, and score it by its standard deviation: memorized images
+give spiky (high-Std) representations, generalized ones balanced (low-Std) ones.
+
+The paper's layer is the post-``norm2`` activation of ``up_blocks.0.resnets.2`` (SiLU(GroupNorm2(.)) in
+diffusers' ``ResnetBlock2D``). The shared ``nonlinearity`` module of a resnet is called three times per
+forward pass (after ``norm1``, on the time embedding, after ``norm2``), so we hook it unambiguously as
+the **input of that resnet's ``conv2``** (a forward pre-hook; dropout is the identity in eval mode).
+A site name ``"<resnet>.post_norm2"`` means exactly that; any other name is a module whose output is hooked.
+
+The baseline (Wen et al., ICLR 2024) needs the prompt: the norm of the text-conditional part of the noise
+prediction, ``‖ε(x_t, c) − ε(x_t, ∅)‖₂``, at the first sampling step or averaged over all of them.
+
+Everything here works with any ``StableDiffusionPipeline``: the course's tiny model on a CPU, or SD v1.4 on a
+GPU (:mod:`repdiff.sd_hub`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .metrics import participation_ratio, representation_std
+
+__all__ = [
+    "DETECTION_SITE",
+    "POOLINGS",
+    "SCORES",
+    "capture",
+    "pool",
+    "spikiness",
+    "encode_prompts",
+    "encode_images",
+    "Generation",
+    "generate",
+    "renoise",
+    "representations",
+    "detector_scores",
+    "wen_scores",
+]
+
+#: the paper's detection site for SD v1.4: post-norm2 activation of the last resnet of the first up block
+DETECTION_SITE = "up_blocks.0.resnets.2.post_norm2"
+POOLINGS = ("max", "mean")
+SCORES = ("std", "inv_pr", "l4_l2")
+
+
+# ----------------------------------------------------------------------------------------------- hooks
+def _resolve(model: torch.nn.Module, site: str) -> tuple[torch.nn.Module, bool]:
+    """(module to hook, is_pre_hook) for a site name."""
+    pre = site.endswith(".post_norm2")
+    name = site[: -len(".post_norm2")] + ".conv2" if pre else site
+    modules = dict(model.named_modules())
+    if name not in modules:
+        near = [n for n in modules if n.startswith(name.rsplit(".", 1)[0])][:8]
+        raise KeyError(f"no module named {name!r} in {type(model).__name__}; close names: {near}")
+    return modules[name], pre
+
+
+@contextmanager
+def capture(model: torch.nn.Module, sites: Sequence[str]) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Record the activations at ``sites`` during the ``with`` block; hooks are removed on exit, always.
+
+    Yields a dict ``site -> list of tensors`` (one entry per call, detached). A site ``"X.post_norm2"`` is the
+    input of ``X.conv2``; any other site is the output of the module of that name, recorded with
+    :class:`repdiff.representations.ActivationRecorder`. The ``post_norm2`` sites are this module's adapter:
+    the recorder hooks module *outputs*, and no module outputs exactly the post-norm2 activation.
+    """
+    from .representations import ActivationRecorder
+
+    store: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
+    plain = [s for s in sites if not s.endswith(".post_norm2")]
+    handles = []
+    with ExitStack() as stack:
+        try:
+            for s in sites:
+                if s.endswith(".post_norm2"):
+                    mod, _ = _resolve(model, s)
+                    handles.append(mod.register_forward_pre_hook(
+                        lambda m, args, s=s: store[s].append(args[0].detach())))
+            rec = stack.enter_context(ActivationRecorder(model, plain, keep="all")) if plain else None
+            yield store
+            if rec is not None:
+                for s in plain:
+                    store[s].extend(rec.outputs.get(s, []))
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def pool(h: torch.Tensor, how: str = "max") -> torch.Tensor:
+    """Pool a feature map over space: ``(B, C, H, W)`` → ``(B, C)`` (``(B, L, C)`` tokens → ``(B, C)``)."""
+    if how not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {how!r}")
+    if h.ndim == 4:
+        flat = h.flatten(2)
+    elif h.ndim == 3:
+        flat = h.transpose(1, 2)
+    elif h.ndim == 2:
+        return h
+    else:
+        raise ValueError(f"expected a (B, C, H, W) or (B, L, C) activation, got shape {tuple(h.shape)}")
+    return flat.amax(dim=-1) if how == "max" else flat.mean(dim=-1)
+
+
+def spikiness(h: torch.Tensor | np.ndarray, score: str = "std") -> np.ndarray:
+    """Score pooled representations ``(B, C)`` → ``(B,)``; higher = spikier = "memorized".
+
+    ``"std"``: population Std (the paper's score); ``"inv_pr"``: C / participation ratio (1 for a flat
+    vector, C for a one-hot one; scale-free); ``"l4_l2"``: ‖h‖₄ / ‖h‖₂ (also scale-free).
+    """
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    h = torch.as_tensor(h).double()
+    if h.ndim != 2:
+        raise ValueError(f"expected pooled representations of shape (B, C), got {tuple(h.shape)}")
+    if not torch.isfinite(h).all():
+        raise ValueError("representations contain NaN or infinity")
+    if score == "std":
+        out = representation_std(h)
+    elif score == "inv_pr":
+        pr = participation_ratio(h)
+        if (pr <= 0).any():
+            raise ValueError("an all-zero representation has no participation ratio")
+        out = h.shape[1] / pr
+    else:
+        l2 = h.norm(dim=1)
+        if (l2 <= 0).any():
+            raise ValueError("an all-zero representation has no ‖h‖₄/‖h‖₂")
+        out = h.norm(p=4, dim=1) / l2
+    return out.cpu().numpy()
+
+
+# ----------------------------------------------------------------------------------------------- pipeline parts
+@torch.no_grad()
+def encode_prompts(pipe, prompts: Sequence[str]) -> torch.Tensor:
+    """Text-encoder hidden states ``(B, L, D)`` for a list of prompts (``""`` = the empty prompt)."""
+    tok = pipe.tokenizer(list(prompts), padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt")
+    dev = pipe.unet.device
+    return pipe.text_encoder(tok.input_ids.to(dev))[0].to(pipe.unet.dtype)
+
+
+@torch.no_grad()
+def encode_images(pipe, images: torch.Tensor, generator: torch.Generator | None = None,
+                  batch_size: int = 64) -> torch.Tensor:
+    """VAE latents (× ``scaling_factor``) of images ``(N, 3, H, W)`` in [-1, 1]; a sample of the posterior.
+
+    With ``generator=None`` the posterior mean is used (deterministic).
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or infinity")
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].to(pipe.vae.device, pipe.vae.dtype)
+        post = pipe.vae.encode(x).latent_dist
+        z = post.mean if generator is None else post.mean + post.std * torch.randn(
+            post.mean.shape, generator=generator, device=generator.device).to(post.mean)
+        out.append(z * pipe.vae.config.scaling_factor)
+    return torch.cat(out)
+
+
+@dataclass
+class Generation:
+    """What :func:`generate` returns.
+
+    Attributes:
+        images: ``(N, 3, H, W)`` float32 in [-1, 1] on the CPU.
+        wen_first: ``(N,)`` ‖ε(x_T, c) − ε(x_T, ∅)‖₂ at the first step (Wen et al., one step).
+        wen_mean: ``(N,)`` the same norm averaged over all steps.
+        first_step: ``site -> (N, C)`` pooled conditional-branch representations at the first step.
+        seconds_per_sample: wall time of the generation, per image.
+    """
+
+    images: torch.Tensor
+    wen_first: np.ndarray
+    wen_mean: np.ndarray
+    first_step: dict[str, torch.Tensor] = field(default_factory=dict)
+    seconds_per_sample: float = float("nan")
+
+
+@torch.no_grad()
+def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float = 7.5, seed: int = 0,
+             batch_size: int = 100, first_step_sites: Sequence[str] = (), first_step_pooling: str = "max",
+             progress: bool = False) -> Generation:
+    """Classifier-free-guided DDIM sampling with the pipeline's parts, recording Wen et al.'s score.
+
+    The same computation as ``pipe(prompts, num_inference_steps=steps, guidance_scale=guidance)`` (the
+    unconditional and conditional halves in one batch, ε = ε_∅ + w(ε_c − ε_∅)), written out so that the norm
+    ‖ε_c − ε_∅‖ and first-step representations can be read on the way. One ``torch.Generator`` seeded
+    ``seed`` draws the initial noise of all prompts in order.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    unet, vae, sched = pipe.unet, pipe.vae, pipe.scheduler
+    dev, dtype = unet.device, unet.dtype
+    gen = torch.Generator().manual_seed(seed)
+    c, s = unet.config.in_channels, unet.config.sample_size
+    latents0 = torch.randn((len(prompts), c, s, s), generator=gen)
+    empty = encode_prompts(pipe, [""])
+    images, wen_first, wen_mean = [], [], []
+    first: dict[str, list[torch.Tensor]] = {site: [] for site in first_step_sites}
+    t0 = time.perf_counter()
+    batches = range(0, len(prompts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="generating")
+    for i in batches:
+        p = list(prompts[i:i + batch_size])
+        cond = encode_prompts(pipe, p)
+        ctx = torch.cat([empty.expand(len(p), -1, -1), cond])
+        sched.set_timesteps(steps, device=dev)
+        lat = latents0[i:i + batch_size].to(dev, dtype) * sched.init_noise_sigma
+        norms = []
+        for k, t in enumerate(sched.timesteps):
+            inp = sched.scale_model_input(torch.cat([lat, lat]), t)
+            if k == 0 and first_step_sites:
+                with capture(unet, first_step_sites) as store:
+                    eps = unet(inp, t, encoder_hidden_states=ctx).sample
+                for site in first_step_sites:
+                    first[site].append(pool(store[site][0][len(p):].float(), first_step_pooling).cpu())
+            else:
+                eps = unet(inp, t, encoder_hidden_states=ctx).sample
+            e_u, e_c = eps.chunk(2)
+            norms.append((e_c - e_u).float().flatten(1).norm(dim=1).cpu())
+            lat = sched.step(e_u + guidance * (e_c - e_u), t, lat).prev_sample
+        x = vae.decode(lat / vae.config.scaling_factor).sample.float().clamp(-1, 1).cpu()
+        images.append(x)
+        wen_first.append(norms[0])
+        wen_mean.append(torch.stack(norms).mean(0))
+    elapsed = time.perf_counter() - t0
+    return Generation(
+        images=torch.cat(images), wen_first=torch.cat(wen_first).numpy(), wen_mean=torch.cat(wen_mean).numpy(),
+        first_step={site: torch.cat(v) for site, v in first.items()},
+        seconds_per_sample=elapsed / max(1, len(prompts)),
+    )
+
+
+def renoise(pipe, latents: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
+    """Forward-noise clean latents to timestep ``t``: √ᾱ_t z + √(1 − ᾱ_t) ε (SD's VP form)."""
+    n_train = pipe.scheduler.config.num_train_timesteps
+    if not 0 <= int(t) < n_train:
+        raise ValueError(f"t must be an integer timestep in [0, {n_train}), got {t}")
+    noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(latents)
+    return pipe.scheduler.add_noise(latents, noise, torch.tensor([int(t)], device=latents.device))
+
+
+@torch.no_grad()
+def representations(pipe, latents: torch.Tensor, sites: Sequence[str], *, t: int = 10, prompt: str = "",
+                    pooling: str | Sequence[str] = "max", seed: int = 0,
+                    batch_size: int = 100) -> dict[tuple[str, str], torch.Tensor]:
+    """Pooled U-Net activations of re-noised latents: one pass per image, conditioned on ``prompt``.
+
+    Returns ``{(site, pooling): (N, C)}``. The default ``prompt=""`` is the paper's prompt-free setting.
+    """
+    poolings = [pooling] if isinstance(pooling, str) else list(pooling)
+    unet = pipe.unet
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    ctx1 = encode_prompts(pipe, [prompt])
+    out: dict[tuple[str, str], list[torch.Tensor]] = {(s, p): [] for s in sites for p in poolings}
+    for i in range(0, len(latents), batch_size):
+        z = latents[i:i + batch_size].to(unet.device, unet.dtype)
+        noise = torch.randn(z.shape, generator=gen).to(z)
+        zt = pipe.scheduler.add_noise(z, noise, torch.tensor([int(t)], device=z.device))
+        with capture(unet, sites) as store:
+            unet(zt, int(t), encoder_hidden_states=ctx1.expand(len(z), -1, -1))
+        for s in sites:
+            for p in poolings:
+                out[(s, p)].append(pool(store[s][0].float(), p).cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def detector_scores(pipe, images: torch.Tensor, *, site: str = DETECTION_SITE, t: int = 10, pooling: str = "max",
+                    score: str = "std", seed: int = 0, batch_size: int = 100) -> tuple[np.ndarray, float]:
+    """The paper's prompt-free detector on finished images ``(N, 3, H, W)`` in [-1, 1].
+
+    VAE-encode (posterior sample) → re-noise at ``t`` → one U-Net pass with the empty prompt → pooled
+    activation at ``site`` → spikiness. Returns ``(scores (N,), seconds per image)``.
+    """
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    z = encode_images(pipe, images, generator=gen, batch_size=batch_size)
+    h = representations(pipe, z, [site], t=t, pooling=pooling, seed=seed, batch_size=batch_size)[(site, pooling)]
+    s = spikiness(h, score)
+    return s, (time.perf_counter() - t0) / len(images)
+
+
+def wen_scores(pipe, prompts: Sequence[str], *, steps: int = 30, seed: int = 0,
+               batch_size: int = 100) -> tuple[np.ndarray, float]:
+    """Wen et al.'s score from the first sampling step only (two U-Net evaluations per prompt).
+
+    Same initial noise as :func:`generate` with the same ``seed``. Returns
+    ``(‖ε(x_T, c) − ε(x_T, ∅)‖₂ per prompt, seconds per prompt)``.
+    """
+    t0 = time.perf_counter()
+    unet, sched = pipe.unet, pipe.scheduler
+    gen = torch.Generator().manual_seed(seed)
+    c, s = unet.config.in_channels, unet.config.sample_size
+    lat_all = torch.randn((len(prompts), c, s, s), generator=gen)
+    sched.set_timesteps(steps, device=unet.device)
+    t = sched.timesteps[0]
+    empty = encode_prompts(pipe, [""])
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            p = list(prompts[i:i + batch_size])
+            lat = lat_all[i:i + batch_size].to(unet.device, unet.dtype) * sched.init_noise_sigma
+            ctx = torch.cat([empty.expand(len(p), -1, -1), encode_prompts(pipe, p)])
+            inp = sched.scale_model_input(torch.cat([lat, lat]), t)
+            e_u, e_c = unet(inp, t, encoder_hidden_states=ctx).sample.chunk(2)
+            out.append((e_c - e_u).float().flatten(1).norm(dim=1).cpu())
+    return torch.cat(out).numpy(), (time.perf_counter() - t0) / len(prompts)

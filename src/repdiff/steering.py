@@ -1,0 +1,136 @@
+"""Representation steering in a Stable Diffusion U-Net (Chapter 14; the paper's Eq. 11).
+
+    f_steered(x_t, t, c) = g( h(x_t, t, c) + a·v ),   v = mean of h over a reference set of the concept.
+
+``h`` is the output of chosen U-Net blocks (the "encoder" side of the split), ``g`` the rest of the network.
+The vector ``v`` of each block is the **mean** spatially-averaged block output over images of the target
+concept, re-noised at a small t̃ and conditioned on the concept prompt (not a difference of means). During
+sampling, ``a·v`` is added to the block's output, broadcast over space, on the **conditional half** of the
+classifier-free-guidance batch only, and only during a window of late steps.
+
+The paper's prediction (Cor. 3.3): a generalized sample sits in a balanced, low-dimensional representation
+and moves smoothly toward the concept as ``a`` grows; a memorized sample is pinned to its stored
+(spiky) representation and barely moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from .detection import encode_images, representations
+
+__all__ = [
+    "STEERING_SITES",
+    "concept_vectors",
+    "steer",
+    "attribute_slopes",
+    "pca_2d",
+]
+
+#: the block outputs the course steers (SD v1.4: all 1280-channel, as in the authors' demo)
+STEERING_SITES = ("up_blocks.0.resnets.0", "up_blocks.0.resnets.1", "up_blocks.0.resnets.2",
+                  "up_blocks.1.resnets.0", "up_blocks.1.resnets.1")
+
+
+def concept_vectors(pipe, images: torch.Tensor, concept_prompt: str, sites: Sequence[str] = STEERING_SITES, *,
+                    t: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:
+    """v per site: the mean over the reference images of the spatially mean-pooled block output.
+
+    Args:
+        images: ``(N, 3, H, W)`` in [-1, 1], images of the target concept.
+        concept_prompt: the condition c̄ used while reading the representations.
+    Returns:
+        ``{site: (C,)}``.
+    """
+    if len(images) < 1:
+        raise ValueError("the reference set is empty")
+    z = encode_images(pipe, images, generator=torch.Generator().manual_seed(seed))
+    reps = representations(pipe, z, list(sites), t=t, prompt=concept_prompt, pooling="mean", seed=seed)
+    return {s: reps[(s, "mean")].mean(0) for s in sites}
+
+
+@contextmanager
+def steer(unet: torch.nn.Module, vectors: dict[str, torch.Tensor], a: float, *, start: int, stop: int,
+          conditional_half: bool = True) -> Iterator[dict[str, int]]:
+    """Add ``a·v`` to the outputs of the given blocks during U-Net calls ``start ≤ k < stop``.
+
+    Calls are counted from 0 when the ``with`` block opens (one per sampling step when the guided batch is
+    evaluated in one call, as :func:`repdiff.detection.generate` and ``StableDiffusionPipeline`` do). With
+    ``conditional_half`` only the second half of the batch (the conditional branch) is changed. Hooks are
+    removed on exit, always. Yields a dict holding the call counter.
+    """
+    if not np.isfinite(a):
+        raise ValueError(f"a must be finite, got {a}")
+    if not 0 <= start <= stop:
+        raise ValueError(f"need 0 <= start <= stop, got {start}, {stop}")
+    state = {"calls": 0}
+    modules = dict(unet.named_modules())
+    handles = []
+
+    def count(m, args):
+        state["calls"] += 1
+
+    try:
+        for site, v in vectors.items():
+            if site not in modules:
+                raise KeyError(f"no module named {site!r} in the U-Net")
+
+            def hook(m, args, out, v=v):
+                k = state["calls"] - 1
+                if a == 0 or not start <= k < stop:
+                    return None
+                add = (a * v).to(out.device, out.dtype).view(1, -1, 1, 1)
+                out = out.clone()
+                if conditional_half:
+                    half = out.shape[0] // 2
+                    out[half:] += add
+                else:
+                    out += add
+                return out
+
+            handles.append(modules[site].register_forward_hook(hook))
+        handles.append(unet.register_forward_pre_hook(count))
+        yield state
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def attribute_slopes(a_values: Sequence[float], attribute: np.ndarray) -> np.ndarray:
+    """Least-squares slope of an attribute against ``a`` for each prompt.
+
+    Args:
+        a_values: ``(K,)`` steering strengths.
+        attribute: ``(K, P)`` the measured attribute of prompt ``p`` at strength ``a_k``.
+    Returns:
+        ``(P,)`` slopes (attribute units per unit ``a``).
+    """
+    a = np.asarray(a_values, dtype=np.float64)
+    y = np.asarray(attribute, dtype=np.float64)
+    if y.ndim != 2 or y.shape[0] != len(a):
+        raise ValueError(f"attribute must have shape (len(a_values), P) = ({len(a)}, P), got {y.shape}")
+    if len(a) < 2 or np.ptp(a) == 0:
+        raise ValueError("need at least two distinct values of a")
+    if not np.isfinite(y).all():
+        raise ValueError("attribute contains NaN or infinity")
+    ac = a - a.mean()
+    return (ac @ (y - y.mean(0))) / (ac @ ac)
+
+
+def pca_2d(x: np.ndarray, fit_on: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Project rows of ``x`` ``(N, C)`` on the top-2 principal axes of ``fit_on`` (default ``x``).
+
+    Returns ``(coordinates (N, 2), explained variance ratio (2,))``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    f = x if fit_on is None else np.asarray(fit_on, dtype=np.float64)
+    if x.ndim != 2 or f.ndim != 2 or x.shape[1] != f.shape[1]:
+        raise ValueError(f"need 2-D arrays with the same number of columns, got {x.shape} and {f.shape}")
+    mu = f.mean(0)
+    _, s, vt = np.linalg.svd(f - mu, full_matrices=False)
+    ratio = s**2 / np.sum(s**2)
+    return (x - mu) @ vt[:2].T, ratio[:2]

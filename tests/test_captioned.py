@@ -1,0 +1,81 @@
+"""repdiff.captioned: the mini-LAION data set of Chapters 12-14."""
+
+import numpy as np
+import pytest
+
+from repdiff import captioned
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return captioned.make_mini_laion(n_unique=200, n_planted=10, n_copies=5, n_single_posters=20, n_held_out=30,
+                                     seed=3)
+
+
+def test_shapes_and_ranges(ds):
+    n = 200 + 10 * 5 + 20
+    assert ds.images.shape == (n, 3, 32, 32) and ds.images.dtype == np.float32
+    assert len(ds.captions) == len(ds.kind) == len(ds.planted_id) == n
+    assert ds.images.min() >= -1 and ds.images.max() <= 1
+    assert ds.planted_images.shape == (10, 3, 32, 32)
+    assert ds.unique_images().shape == (200 + 20 + 10, 3, 32, 32)
+
+
+def test_planted_duplicates_are_exact_copies_with_one_caption(ds):
+    for j in range(10):
+        rows = np.nonzero(ds.planted_id == j)[0]
+        assert len(rows) == 5
+        assert all(np.array_equal(ds.images[r], ds.planted_images[j]) for r in rows)
+        assert {ds.captions[r] for r in rows} == {ds.planted_captions[j]}
+    assert len(set(ds.planted_captions)) == 10
+
+
+def test_captions_unique_and_held_out_disjoint(ds):
+    comp = [c for c, k in zip(ds.captions, ds.kind, strict=True) if k == "compositional"]
+    assert len(set(comp)) == len(comp) == 200
+    assert not set(ds.held_out_captions) & set(ds.captions)
+    singles = [c for c, k in zip(ds.captions, ds.kind, strict=True) if k == "single_poster"]
+    assert not set(singles) & set(ds.planted_captions)
+    title_words = {w for c in ds.planted_captions for w in c.split()} - {"the"}
+    comp_words = {w for c in comp + ds.held_out_captions for w in c.split()}
+    assert not title_words & comp_words  # memorized prompts share no content word with the others
+    assert {w for c in ds.captions + ds.held_out_captions for w in c.split()} <= set(captioned.vocabulary())
+
+
+def test_deterministic():
+    a = captioned.make_mini_laion(n_unique=20, n_planted=3, n_copies=2, n_single_posters=2, n_held_out=5, seed=1)
+    b = captioned.make_mini_laion(n_unique=20, n_planted=3, n_copies=2, n_single_posters=2, n_held_out=5, seed=1)
+    assert np.array_equal(a.images, b.images) and a.captions == b.captions
+
+
+def test_relations_are_rendered():
+    rng = np.random.default_rng(0)
+    # a red circle above a blue square on white: red pixels' mean row above blue pixels' mean row
+    img = captioned.compositional_scene("red", "circle", "above", "blue", "square", "white", rng)
+    red = captioned.color_fraction(img[None], "red")[0]
+    assert red > 0.02
+    rgb = (img + 1) / 2
+    red_rows = np.nonzero(np.abs(rgb - np.array(captioned.COLORS["red"])[:, None, None]).max(0) < 0.1)[0]
+    blue_rows = np.nonzero(np.abs(rgb - np.array(captioned.COLORS["blue"])[:, None, None]).max(0) < 0.1)[0]
+    assert red_rows.mean() < blue_rows.mean()
+    img = captioned.compositional_scene("red", "circle", "left of", "blue", "square", "white", rng)
+    rgb = (img + 1) / 2
+    red_cols = np.nonzero(np.abs(rgb - np.array(captioned.COLORS["red"])[:, None, None]).max(0) < 0.1)[1]
+    blue_cols = np.nonzero(np.abs(rgb - np.array(captioned.COLORS["blue"])[:, None, None]).max(0) < 0.1)[1]
+    assert red_cols.mean() < blue_cols.mean()
+
+
+def test_color_fraction_and_errors():
+    img = captioned.render_scene([], "red", size=8)
+    assert captioned.color_fraction(img[None], "red")[0] == 1.0
+    assert captioned.color_fraction(img[None], "blue")[0] == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        captioned.color_fraction(img, "red")
+    with pytest.raises(ValueError, match="NaN"):
+        captioned.color_fraction(np.full((1, 3, 4, 4), np.nan), "red")
+    with pytest.raises(ValueError, match="unknown colour"):
+        captioned.render_scene([], "mauve")
+    with pytest.raises(ValueError, match="unknown shape"):
+        captioned.render_scene([("hexagon", "red", 4, 4, 2)], "white", size=8)
+    with pytest.raises(ValueError, match="n_planted"):
+        captioned.make_mini_laion(n_planted=0)

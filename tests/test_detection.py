@@ -1,0 +1,123 @@
+"""repdiff.detection against independent computations, on a small random-weight pipeline."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from repdiff import captioned, detection, tiny_sd
+
+RECIPE = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
+RECIPE["vae"]["block_out_channels"] = [16, 16, 16]
+RECIPE["unet"]["block_out_channels"] = [16, 32, 32, 32]
+RECIPE["unet"]["norm_num_groups"] = 8
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from diffusers import StableDiffusionPipeline
+
+    torch.manual_seed(0)
+    tok = tiny_sd.build_tokenizer(captioned.vocabulary())
+    c = tiny_sd.build_components(RECIPE, tok)
+    p = StableDiffusionPipeline(vae=c["vae"], text_encoder=c["text_encoder"], tokenizer=tok, unet=c["unet"],
+                                scheduler=c["scheduler"], safety_checker=None, feature_extractor=None,
+                                requires_safety_checker=False)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_post_norm2_equals_second_call_of_shared_nonlinearity(pipe):
+    """The conv2 pre-hook sees SiLU(GroupNorm2(.)): the *last* of the three calls of the resnet's shared SiLU
+    (after norm1, on the time embedding, after norm2)."""
+    unet = pipe.unet
+    calls = []
+    h = unet.up_blocks[0].resnets[2].nonlinearity.register_forward_hook(lambda m, a, o: calls.append(o))
+    z = torch.randn(3, 4, 8, 8)
+    ctx = detection.encode_prompts(pipe, [""] * 3)
+    try:
+        with detection.capture(unet, [detection.DETECTION_SITE]) as store, torch.no_grad():
+            unet(z, 10, encoder_hidden_states=ctx)
+    finally:
+        h.remove()
+    assert len(calls) == 3 and len(store[detection.DETECTION_SITE]) == 1
+    torch.testing.assert_close(store[detection.DETECTION_SITE][0], calls[-1])
+    assert calls[1].ndim == 2  # the time embedding
+
+
+def test_hooks_removed_even_on_error(pipe):
+    unet = pipe.unet
+    before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in unet.modules())
+    with pytest.raises(RuntimeError, match="boom"), detection.capture(unet, [detection.DETECTION_SITE,
+                                                                           "up_blocks.1.resnets.0"]):
+        raise RuntimeError("boom")
+    after = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in unet.modules())
+    assert before == after
+    with pytest.raises(KeyError, match="no module"), detection.capture(unet, ["up_blocks.9.resnets.0"]):
+        pass
+
+
+def test_pool_and_scores_against_numpy():
+    rng = np.random.default_rng(0)
+    h = torch.from_numpy(rng.standard_normal((4, 6, 3, 5)))
+    np.testing.assert_allclose(detection.pool(h, "max").numpy(), h.numpy().reshape(4, 6, -1).max(-1))
+    np.testing.assert_allclose(detection.pool(h, "mean").numpy(), h.numpy().reshape(4, 6, -1).mean(-1))
+    v = np.abs(rng.standard_normal((5, 20))) + 0.1
+    np.testing.assert_allclose(detection.spikiness(v, "std"), v.std(1))
+    np.testing.assert_allclose(detection.spikiness(v, "inv_pr"), 20 * (v**4).sum(1) / (v**2).sum(1) ** 2)
+    np.testing.assert_allclose(detection.spikiness(v, "l4_l2"), (v**4).sum(1) ** 0.25 / np.sqrt((v**2).sum(1)))
+    one_hot = np.eye(20)[:1]
+    assert detection.spikiness(one_hot, "inv_pr")[0] == pytest.approx(20)
+    with pytest.raises(ValueError, match="NaN"):
+        detection.spikiness(np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match="pooling"):
+        detection.pool(h, "median")
+    with pytest.raises(ValueError, match="score"):
+        detection.spikiness(v, "kurtosis")
+
+
+def test_generate_matches_diffusers_pipeline(pipe):
+    prompts = ["the hidden orchard by kalomir", "a red circle above a blue square on a gray background"]
+    g = detection.generate(pipe, prompts, steps=4, guidance=7.5, seed=5)
+    ref = pipe(prompts, num_inference_steps=4, guidance_scale=7.5, height=32, width=32, output_type="np",
+               generator=torch.Generator().manual_seed(5)).images
+    ours = (g.images.numpy().transpose(0, 2, 3, 1) + 1) / 2
+    np.testing.assert_allclose(ours, ref, atol=2e-5)
+    d, secs = detection.wen_scores(pipe, prompts, steps=4, seed=5)
+    np.testing.assert_allclose(d, g.wen_first, rtol=1e-5)
+    assert secs > 0 and g.seconds_per_sample > 0
+
+
+def test_detector_independent_of_batching(pipe):
+    x = torch.rand(5, 3, 32, 32) * 2 - 1
+    s1, _ = detection.detector_scores(pipe, x, seed=1)
+    z = detection.encode_images(pipe, x, generator=torch.Generator().manual_seed(1))
+    # independent: add_noise by hand, one image at a time, hook the shared SiLU's second call
+    ab = pipe.scheduler.alphas_cumprod[10]
+    gen = torch.Generator().manual_seed(1)
+    noise = torch.randn(z.shape, generator=gen)
+    zt = ab.sqrt() * z + (1 - ab).sqrt() * noise
+    ctx = detection.encode_prompts(pipe, [""])
+    s2 = []
+    for i in range(5):
+        calls: list[torch.Tensor] = []
+        h = pipe.unet.up_blocks[0].resnets[2].nonlinearity.register_forward_hook(
+            lambda m, a, o, calls=calls: calls.append(o))
+        with torch.no_grad():
+            pipe.unet(zt[i:i + 1], 10, encoder_hidden_states=ctx)
+        h.remove()
+        v = calls[-1].amax(dim=(2, 3))[0].double().numpy()
+        s2.append(v.std())
+    np.testing.assert_allclose(s1, s2, rtol=1e-4)
+
+
+def test_bad_inputs(pipe):
+    with pytest.raises(ValueError, match="shape"):
+        detection.encode_images(pipe, torch.zeros(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="NaN"):
+        detection.encode_images(pipe, torch.full((1, 3, 32, 32), float("nan")))
+    with pytest.raises(ValueError, match="timestep"):
+        detection.renoise(pipe, torch.zeros(1, 4, 8, 8), 1000, torch.Generator())
+    with pytest.raises(ValueError, match="steps"):
+        detection.generate(pipe, ["a"], steps=0)

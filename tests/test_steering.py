@@ -1,0 +1,94 @@
+"""repdiff.steering: the injection hook, concept vectors, slopes and PCA."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from repdiff import captioned, detection, steering, tiny_sd
+
+RECIPE = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
+RECIPE["vae"]["block_out_channels"] = [16, 16, 16]
+RECIPE["unet"]["block_out_channels"] = [16, 32, 32, 32]
+RECIPE["unet"]["norm_num_groups"] = 8
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from diffusers import StableDiffusionPipeline
+
+    torch.manual_seed(0)
+    tok = tiny_sd.build_tokenizer(captioned.vocabulary())
+    c = tiny_sd.build_components(RECIPE, tok)
+    p = StableDiffusionPipeline(vae=c["vae"], text_encoder=c["text_encoder"], tokenizer=tok, unet=c["unet"],
+                                scheduler=c["scheduler"], safety_checker=None, feature_extractor=None,
+                                requires_safety_checker=False)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_hook_adds_only_to_conditional_half_inside_window(pipe):
+    unet = pipe.unet
+    site = "up_blocks.1.resnets.0"
+    c = unet.up_blocks[1].resnets[0].out_channels
+    v = torch.randn(c)
+    z = torch.randn(4, 4, 8, 8)
+    ctx = detection.encode_prompts(pipe, ["", "", "the hidden orchard by kalomir", "the hidden orchard by kalomir"])
+    with torch.no_grad():
+        with detection.capture(unet, [site]) as plain:
+            unet(z, 500, encoder_hidden_states=ctx)
+        with steering.steer(unet, {site: v}, 0.7, start=1, stop=2) as state, \
+                detection.capture(unet, [site]) as steered:
+            for _ in range(3):
+                unet(z, 500, encoder_hidden_states=ctx)
+    assert state["calls"] == 3
+    base = plain[site][0]
+    # call 0 and 2 are outside the window [1, 2): unchanged
+    torch.testing.assert_close(steered[site][0], base)
+    torch.testing.assert_close(steered[site][2], base)
+    diff = steered[site][1] - base
+    torch.testing.assert_close(diff[:2], torch.zeros_like(diff[:2]))
+    torch.testing.assert_close(diff[2:], (0.7 * v).view(1, -1, 1, 1).expand_as(diff[2:]), rtol=1e-5, atol=1e-5)
+    assert all(len(m._forward_hooks) == 0 for m in unet.modules())  # removed
+    assert len(unet._forward_pre_hooks) == 0
+
+
+def test_zero_strength_changes_nothing(pipe):
+    v = steering.concept_vectors(pipe, torch.rand(3, 3, 32, 32) * 2 - 1, "a red circle",
+                                 sites=["up_blocks.0.resnets.2", "up_blocks.1.resnets.1"])
+    assert v["up_blocks.0.resnets.2"].shape == (32,)
+    g0 = detection.generate(pipe, ["the quiet harbor by tumiti"], steps=3, seed=2)
+    with steering.steer(pipe.unet, v, 0.0, start=0, stop=3):
+        g1 = detection.generate(pipe, ["the quiet harbor by tumiti"], steps=3, seed=2)
+    torch.testing.assert_close(g0.images, g1.images)
+    with steering.steer(pipe.unet, v, 5.0, start=0, stop=3):
+        g2 = detection.generate(pipe, ["the quiet harbor by tumiti"], steps=3, seed=2)
+    assert (g2.images - g0.images).abs().max() > 1e-3
+
+
+def test_concept_vector_is_mean_of_pooled_outputs(pipe):
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    site = "up_blocks.1.resnets.1"
+    v = steering.concept_vectors(pipe, x, "a red square", sites=[site], seed=3)[site]
+    z = detection.encode_images(pipe, x, generator=torch.Generator().manual_seed(3))
+    reps = detection.representations(pipe, z, [site], t=10, prompt="a red square", pooling="mean", seed=3)
+    torch.testing.assert_close(v, reps[(site, "mean")].mean(0))
+
+
+def test_slopes_and_pca():
+    a = np.array([0.0, 1.0, 2.0, 3.0])
+    y = np.stack([2 * a + 1, -0.5 * a, np.zeros(4)], axis=1)
+    np.testing.assert_allclose(steering.attribute_slopes(a, y), [2, -0.5, 0], atol=1e-12)
+    with pytest.raises(ValueError):
+        steering.attribute_slopes([1.0, 1.0], np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="NaN"):
+        steering.attribute_slopes(a, np.full((4, 1), np.nan))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 2)) @ np.diag([5.0, 1.0]) @ np.linalg.qr(rng.standard_normal((2, 2)))[0]
+    x = np.hstack([x, 1e-3 * rng.standard_normal((50, 3))])
+    coords, ratio = steering.pca_2d(x)
+    assert coords.shape == (50, 2) and ratio[0] > 0.9
+    with pytest.raises(ValueError, match="finite"), steering.steer(torch.nn.Linear(1, 1), {}, float("nan"),
+                                                                     start=0, stop=1):
+        pass

