@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 export REPDIFF_BOOK_BUILD=1 TQDM_DISABLE=1 HF_HUB_OFFLINE=1 PYDEVD_DISABLE_FILE_VALIDATION=1
+# One BLAS/OpenMP thread, as in the nbval run: the chapters' tensors are small, a second thread only adds
+# spin-waiting (on a loaded 2-core machine one chapter took 300 s instead of 10 s), and the same thread
+# count in both runs gives the same floating-point reductions, so the website shows the numbers nbval checked.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 rm -rf _build/html _build/jupyter_execute _build/.doctrees
 start=$(date +%s)
 status=0
