@@ -81,7 +81,7 @@ def load_sd14(device: str = "cuda", dtype: torch.dtype = torch.float16):
     require_gpu_and_hub(need_gpu=(device != "cpu"))
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(SD14_ID, torch_dtype=dtype, safety_checker=None,
+    pipe = StableDiffusionPipeline.from_pretrained(SD14_ID, dtype=dtype, safety_checker=None,
                                                    requires_safety_checker=False)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)

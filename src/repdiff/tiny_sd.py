@@ -381,22 +381,30 @@ def save_model(out: str | Path, recipe: dict, ds: captioned.CaptionedDataset, to
 # ----------------------------------------------------------------------------------------------- loading
 def load_pipeline(path: str | Path | None = None, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32):
-    """``StableDiffusionPipeline.from_pretrained`` on the shipped folder (offline), moved to ``device``."""
-    from diffusers import StableDiffusionPipeline
+    """``StableDiffusionPipeline.from_pretrained`` on the shipped folder (offline), moved to ``device``.
+
+    diffusers' and transformers' import-time notices (e.g. that torchvision is absent, which the pipeline does not
+    need) are silenced while loading, so a chapter's output shows only what the chapter prints.
+    """
     from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
 
     path = Path(path) if path is not None else default_model_path()
     if not (path / "model_index.json").exists():
         raise FileNotFoundError(f"{path} holds no saved pipeline (model_index.json is missing); "
                                 f"retrain with: python -m repdiff.tiny_sd {path / 'recipe.json'} --out {path}")
-    verbosity = dlogging.get_verbosity()
+    verbosity = dlogging.get_verbosity(), tlogging.get_verbosity()
     dlogging.set_verbosity_error()
+    tlogging.set_verbosity_error()
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(path, torch_dtype=dtype, safety_checker=None,
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(path, dtype=dtype, safety_checker=None,
                                                        feature_extractor=None, requires_safety_checker=False,
                                                        local_files_only=True)
     finally:
-        dlogging.set_verbosity(verbosity)
+        dlogging.set_verbosity(verbosity[0])
+        tlogging.set_verbosity(verbosity[1])
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
