@@ -95,3 +95,17 @@ def test_setup_cell_outside_colab_without_repdiff_says_how_to_install(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert result.returncode != 0
     assert "repdiff is not installed" in result.stderr and "scripts/setup.sh" in result.stderr
+
+
+@pytest.mark.parametrize("nb_path", TOC_NOTEBOOKS, ids=lambda p: p.name)
+def test_every_glued_name_in_the_prose_is_glued_by_the_code(nb_path):
+    """A ``{glue:text}`name``` with no matching ``glue("name", ...)`` fails the website build; catch it here, fast."""
+    nb = json.loads(nb_path.read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    used = set(re.findall(r"\{glue(?::\w+)?\}`([A-Za-z_]\w*)", markdown))
+    used |= set(re.findall(r"```\{glue:figure\}\s+([A-Za-z_]\w*)", markdown))
+    static = set(re.findall(r'glue\(\s*"([A-Za-z_]\w*)"', code))
+    dynamic = [re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(m)) for m in re.findall(r'glue\(\s*f"([^"]+)"', code)]
+    missing = sorted(u for u in used if u not in static and not any(re.fullmatch(d, u) for d in dynamic))
+    assert not missing, f"{nb_path.name}: the prose uses glue names that no code cell glues: {missing}"
