@@ -34,3 +34,29 @@ def pytest_sessionfinish(session, exitstatus):
     budget = float(os.environ.get("REPDIFF_NOTEBOOK_BUDGET", "150"))
     if any(secs > budget for secs in _notebook_seconds.values()) and session.exitstatus == 0:
         session.exitstatus = 1
+
+
+def tiny_random_sd_pipeline():
+    """A ``StableDiffusionPipeline`` with the tiny SD's layout at smaller widths and random weights (seed 0).
+
+    Shared by the detection and steering tests; nothing is loaded from disk or the hub.
+    """
+    import copy
+
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from repdiff import captioned, tiny_sd
+
+    recipe = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
+    recipe["vae"]["block_out_channels"] = [16, 16, 16]
+    recipe["unet"]["block_out_channels"] = [16, 32, 32, 32]
+    recipe["unet"]["norm_num_groups"] = 8
+    torch.manual_seed(0)
+    tok = tiny_sd.build_tokenizer(captioned.vocabulary())
+    c = tiny_sd.build_components(recipe, tok)
+    pipe = StableDiffusionPipeline(vae=c["vae"], text_encoder=c["text_encoder"], tokenizer=tok, unet=c["unet"],
+                                   scheduler=c["scheduler"], safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,31 +1,17 @@
 """repdiff.detection against independent computations, on a small random-weight pipeline."""
 
-import copy
-
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_random_sd_pipeline
 
-from repdiff import captioned, detection, tiny_sd
-
-RECIPE = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
-RECIPE["vae"]["block_out_channels"] = [16, 16, 16]
-RECIPE["unet"]["block_out_channels"] = [16, 32, 32, 32]
-RECIPE["unet"]["norm_num_groups"] = 8
+from repdiff import detection
 
 
 @pytest.fixture(scope="module")
 def pipe():
-    from diffusers import StableDiffusionPipeline
-
-    torch.manual_seed(0)
-    tok = tiny_sd.build_tokenizer(captioned.vocabulary())
-    c = tiny_sd.build_components(RECIPE, tok)
-    p = StableDiffusionPipeline(vae=c["vae"], text_encoder=c["text_encoder"], tokenizer=tok, unet=c["unet"],
-                                scheduler=c["scheduler"], safety_checker=None, feature_extractor=None,
-                                requires_safety_checker=False)
-    p.set_progress_bar_config(disable=True)
-    return p
+    """A small random-weight pipeline with the tiny SD's layout (tests/conftest.py)."""
+    return tiny_random_sd_pipeline()
 
 
 def test_post_norm2_equals_second_call_of_shared_nonlinearity(pipe):
