@@ -446,6 +446,17 @@ def _data_like(X: ArrayLike, ref: torch.Tensor) -> torch.Tensor:
     return Xt.to(ref)
 
 
+def _loss_inputs(
+    W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float, bool]:
+    """Validate and convert the inputs every DAE loss takes: ``(W1, W2, X, sigma, lam, was_numpy)``."""
+    Xt, _ = to_tensor(X, "X")
+    if Xt.ndim != 2:
+        raise ValueError(f"X must have shape (n, d), got {tuple(Xt.shape)}")
+    A, B, was_np = _weights_pair(W1, W2, Xt.shape[1])
+    return A, B, _data_like(Xt, A), _nonneg(sigma, "sigma"), _nonneg(lam, "lam"), was_np
+
+
 def linear_dae_loss(
     W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float
 ) -> float | torch.Tensor:
@@ -461,12 +472,7 @@ def linear_dae_loss(
     Returns:
         a Python float for numpy ``W1``; a 0-d tensor (differentiable in W1, W2) for torch ``W1``.
     """
-    Xt, _ = to_tensor(X, "X")
-    if Xt.ndim != 2:
-        raise ValueError(f"X must have shape (n, d), got {tuple(Xt.shape)}")
-    A, B, was_np = _weights_pair(W1, W2, Xt.shape[1])
-    Xt = _data_like(Xt, A)
-    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    A, B, Xt, sigma, lam, was_np = _loss_inputs(W1, W2, X, sigma, lam)
     n = Xt.shape[0]
     M = A @ B.T  # row form: x ↦ x W1 W2ᵀ
     loss = (
@@ -500,12 +506,7 @@ def relu_dae_loss_mc(
     Returns:
         a Python float for numpy ``W1``; a 0-d tensor for torch ``W1``.
     """
-    Xt, _ = to_tensor(X, "X")
-    if Xt.ndim != 2:
-        raise ValueError(f"X must have shape (n, d), got {tuple(Xt.shape)}")
-    A, B, was_np = _weights_pair(W1, W2, Xt.shape[1])
-    Xt = _data_like(Xt, A)
-    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    A, B, Xt, sigma, lam, was_np = _loss_inputs(W1, W2, X, sigma, lam)
     if int(n_draws) != n_draws or n_draws < 1:
         raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
     gen = torch.Generator().manual_seed(int(seed))
@@ -549,12 +550,7 @@ def relu_dae_loss_gated(
     Returns:
         a Python float for numpy ``W1``; a 0-d tensor for torch ``W1``.
     """
-    Xt, _ = to_tensor(X, "X")
-    if Xt.ndim != 2:
-        raise ValueError(f"X must have shape (n, d), got {tuple(Xt.shape)}")
-    A, B, was_np = _weights_pair(W1, W2, Xt.shape[1])
-    Xt = _data_like(Xt, A)
-    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    A, B, Xt, sigma, lam, was_np = _loss_inputs(W1, W2, X, sigma, lam)
     n, p = Xt.shape[0], A.shape[1]
     if masks is None:
         D = (Xt @ A > 0).to(A.dtype)
