@@ -79,3 +79,27 @@ def test_color_fraction_and_errors():
         captioned.render_scene([("hexagon", "red", 4, 4, 2)], "white", size=8)
     with pytest.raises(ValueError, match="n_planted"):
         captioned.make_mini_laion(n_planted=0)
+
+
+def test_poster_mosaic_tiles():
+    rng = np.random.default_rng(0)
+    img = captioned.poster_scene(rng, size=32, n_objects=0, mosaic_cells=8)
+    tiles = img.reshape(3, 8, 4, 8, 4)
+    assert np.allclose(tiles, tiles[:, :, :1, :, :1], atol=1e-6)  # constant within each 4x4 tile
+    palette = np.asarray(list(captioned.COLORS.values())) * 2 - 1
+    colours = tiles[:, :, 0, :, 0].reshape(3, -1).T  # (64, 3): one colour per tile
+    assert np.abs(colours[:, None] - palette[None]).max(-1).min(-1).max() < 1e-5  # every tile a palette colour
+    assert len(np.unique(colours.round(3), axis=0)) >= 6  # random colours, not a smooth field
+    flat = captioned.poster_scene(np.random.default_rng(0), n_objects=0, mosaic_cells=0)
+    assert np.allclose(flat, flat[:, :1, :1])  # mosaic_cells=0: a flat background
+    with_shapes = captioned.poster_scene(np.random.default_rng(1), n_objects=2, mosaic_cells=8)
+    assert with_shapes.shape == (3, 32, 32) and with_shapes.min() >= -1 and with_shapes.max() <= 1
+
+
+def test_poster_and_background_errors():
+    with pytest.raises(ValueError, match="mosaic_cells"):
+        captioned.poster_scene(np.random.default_rng(0), size=32, mosaic_cells=5)
+    with pytest.raises(ValueError, match="background image"):
+        captioned.render_scene([], np.zeros((3, 16, 16)), size=32)
+    with pytest.raises(ValueError, match="unknown colour"):
+        captioned.render_scene([], "mauve")

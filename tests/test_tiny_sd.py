@@ -10,7 +10,8 @@ from repdiff import captioned, tiny_sd
 from repdiff.paths import data_path
 
 TINY = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
-TINY["dataset"] = {"n_unique": 40, "n_planted": 4, "n_copies": 3, "n_single_posters": 4, "n_held_out": 6, "seed": 0}
+TINY["dataset"] = {"n_unique": 40, "n_planted": 4, "n_copies": 3, "n_single_posters": 4, "n_held_out": 6, "seed": 0,
+                   "mosaic_cells": 8}
 TINY["vae"]["block_out_channels"] = [16, 16, 16]
 TINY["unet"]["block_out_channels"] = [16, 16, 16, 16]
 TINY["unet"]["norm_num_groups"] = 8
@@ -41,7 +42,9 @@ def test_components_have_sd_layout():
     assert all(len(b.resnets) >= 3 for b in c["unet"].up_blocks)
     assert c["scheduler"].config.beta_schedule == "scaled_linear"
     x = torch.randn(2, 3, 32, 32)
-    assert c["vae"].encode(x).latent_dist.mean.shape == (2, 4, 8, 8)
+    latent = 32 // 2 ** (len(tiny_sd.DEFAULT_RECIPE["vae"]["block_out_channels"]) - 1)
+    assert c["vae"].encode(x).latent_dist.mean.shape == (2, 4, latent, latent)
+    assert c["unet"].config.sample_size == latent
 
 
 def test_train_save_and_load_offline(tmp_path):
@@ -57,6 +60,14 @@ def test_train_save_and_load_offline(tmp_path):
                generator=torch.Generator().manual_seed(0))
     assert out.images.shape == (1, 32, 32, 3)
     assert tiny_sd.read_prompts("memorized", tmp_path) == res["dataset"].planted_captions
+    # stored in float16 (U-Net, VAE) and float32 (text encoder); plain from_pretrained gives float32 throughout
+    from diffusers import StableDiffusionPipeline
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+    plain = StableDiffusionPipeline.from_pretrained(tmp_path, local_files_only=True)
+    assert {plain.unet.dtype, plain.vae.dtype, plain.text_encoder.dtype} == {torch.float32}
 
 
 def test_resume_runs_only_the_remaining_stage(tmp_path):
@@ -90,8 +101,8 @@ def test_shipped_model():
     assert size < 20e6
 
 
-@pytest.mark.xfail(reason="acceptance criterion of the brief not met by the shipped tiny model: the paper's site "
-                   "gives AUROC about 0.44 on it (see Chapter 13)", strict=True)
+@pytest.mark.xfail(reason="acceptance criterion of the issue (AUROC >= 0.99) not met by the shipped tiny model: "
+                   "the paper's site gives AUROC 0.983, TPR@1%FPR 0.97 here (see Chapter 13)", strict=True)
 def test_shipped_model_detector_independent_implementation():
     """Acceptance: the paper's detector, written here without repdiff.detection, on the shipped model.
 

@@ -288,6 +288,9 @@ def sync_students(
                 found = _differences(built, target)
                 problems += found
                 log(f"{master.stem}: {'out of date' if found else 'up to date'}")
+            elif target.exists() and not _differences(built, target):
+                # otter draws new random cell ids on every build: leave an up-to-date folder untouched
+                log(f"{master.stem}: up to date, {target.relative_to(repo_root())} left as it is")
             else:
                 if target.exists():
                     shutil.rmtree(target)

@@ -7,7 +7,8 @@ with the same structure, generated on the fly (no download):
 - **compositional pairs**: two coloured shapes on a coloured background, captioned
   ``"a red circle above a blue square on a gray background"``; every caption occurs once, and the objects'
   sizes and positions are drawn at random, so the caption describes the image without fixing it;
-- **planted duplicates**: ``n_planted`` "posters" (three shapes at random places) with title-like captions
+- **planted duplicates**: ``n_planted`` "posters" (a mosaic of random coloured tiles with two shapes on top)
+  with title-like captions
   (``"the hidden orchard by kalomir"``, each with its own made-up name) whose words never occur in
   compositional captions; each poster is
   repeated ``n_copies`` times with the same caption, as the duplicated LAION images were;
@@ -117,26 +118,32 @@ def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray, cx: float, cy: float, 
     raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 
-def render_scene(objects: list[tuple[str, str, float, float, float]], background: str, size: int = 32,
-                 supersample: int = 2) -> np.ndarray:
+def render_scene(objects: list[tuple[str, str, float, float, float]], background: str | np.ndarray,
+                 size: int = 32, supersample: int = 2) -> np.ndarray:
     """Draw shapes on a flat background; later objects cover earlier ones.
 
     Args:
         objects: ``(shape, colour, cx, cy, radius)`` per object, positions in pixels (origin top-left).
-        background: a colour name from :data:`COLORS`.
+        background: a colour name from :data:`COLORS`, or an image ``(3, size, size)`` in [-1, 1].
         size: output side in pixels.
         supersample: anti-aliasing factor (rendered larger, then averaged).
 
     Returns:
         ``(3, size, size)`` float32 in [-1, 1].
     """
-    if background not in COLORS:
-        raise ValueError(f"unknown colour {background!r}")
     if size < 4 or supersample < 1:
         raise ValueError(f"size must be >= 4 and supersample >= 1, got {size}, {supersample}")
     x, y = _grid(size, supersample)
     img = np.empty((3, *x.shape), dtype=np.float64)
-    img[:] = np.asarray(COLORS[background])[:, None, None]
+    if isinstance(background, str):
+        if background not in COLORS:
+            raise ValueError(f"unknown colour {background!r}")
+        img[:] = np.asarray(COLORS[background])[:, None, None]
+    else:
+        background = np.asarray(background, dtype=np.float64)
+        if background.shape != (3, size, size):
+            raise ValueError(f"a background image must have shape (3, {size}, {size}), got {background.shape}")
+        img[:] = np.repeat(np.repeat((background + 1) / 2, supersample, axis=1), supersample, axis=2)
     for shape, colour, cx, cy, r in objects:
         if colour not in COLORS:
             raise ValueError(f"unknown colour {colour!r}")
@@ -175,15 +182,31 @@ def compositional_scene(c1: str, s1: str, rel: str, c2: str, s2: str, bg: str, r
     return render_scene([(s1, c1, *p1, r1), (s2, c2, *p2, r2)], bg, size)
 
 
-def poster_scene(rng: np.random.Generator, size: int = 32, n_objects: int = 3) -> np.ndarray:
-    """A "poster": ``n_objects`` random shapes in random colours at random places on a random background."""
+def poster_scene(rng: np.random.Generator, size: int = 32, n_objects: int = 2, mosaic_cells: int = 8) -> np.ndarray:
+    """A "poster": ``n_objects`` random shapes on a mosaic of ``mosaic_cells``² random coloured tiles.
+
+    :func:`make_mini_laion` draws two shapes on a mosaic, or three on a flat background (``mosaic_cells=0``,
+    the first design of the course's posters, which the tiny model could denoise without having stored them).
+
+    The tiles make a poster *locally unpredictable*: no smoothness prior can tell a tile's colour from its
+    neighbours', so a denoiser reproduces a poster's tiles only if it has stored that poster, as SD stored
+    the detail of its duplicated LAION images. ``mosaic_cells=0`` gives a flat background instead (shapes
+    alone are denoised by local smoothness, stored or not: Chapter 13 compares the two).
+    """
+    if mosaic_cells < 0 or (mosaic_cells and size % mosaic_cells):
+        raise ValueError(f"mosaic_cells must be 0 or divide size={size}, got {mosaic_cells}")
     u = size / 32.0
-    bg = str(rng.choice(BACKGROUND_COLORS))
+    background: str | np.ndarray = str(rng.choice(BACKGROUND_COLORS))
     objs = []
     for _ in range(n_objects):
         objs.append((str(rng.choice(SHAPES)), str(rng.choice(OBJECT_COLORS)), rng.uniform(6, 26) * u,
                      rng.uniform(6, 26) * u, rng.uniform(3.5, 7.0) * u))
-    return render_scene(objs, bg, size)
+    if mosaic_cells:
+        palette = np.asarray(list(COLORS.values())) * 2 - 1  # (n_colours, 3) in [-1, 1]
+        tiles = palette[rng.integers(0, len(palette), size=(mosaic_cells, mosaic_cells))].transpose(2, 0, 1)
+        k = size // mosaic_cells
+        background = np.repeat(np.repeat(tiles, k, axis=1), k, axis=2)
+    return render_scene(objs, background, size)
 
 
 _SYLLABLES = ("ka", "lo", "mi", "ren", "tu", "vas", "zel", "dor", "fi", "gan", "hu", "jol", "ne", "pra", "sul",
@@ -222,7 +245,7 @@ def _all_compositional() -> list[tuple[str, str, str, str, str, str]]:
 
 
 def make_mini_laion(n_unique: int = 3000, n_planted: int = 100, n_copies: int = 20, n_single_posters: int = 300,
-                    n_held_out: int = 200, size: int = 32, seed: int = 0) -> CaptionedDataset:
+                    n_held_out: int = 200, size: int = 32, seed: int = 0, mosaic_cells: int = 0) -> CaptionedDataset:
     """Generate the mini-LAION training set and its prompt lists (Chapter 12).
 
     Args:
@@ -233,6 +256,8 @@ def make_mini_laion(n_unique: int = 3000, n_planted: int = 100, n_copies: int = 
         n_held_out: compositional captions kept out of training.
         size: image side in pixels.
         seed: everything is a function of it.
+        mosaic_cells: tiles per side of a poster's mosaic background (two shapes on top); 0 gives three
+            shapes on a flat background (see :func:`poster_scene`).
     """
     for name, v in [("n_unique", n_unique), ("n_planted", n_planted), ("n_copies", n_copies),
                     ("n_held_out", n_held_out)]:
@@ -256,9 +281,10 @@ def make_mini_laion(n_unique: int = 3000, n_planted: int = 100, n_copies: int = 
         pid.append(-1)
     titles = title_captions(n_planted + n_single_posters, rng)
     planted_caps, single_caps = titles[:n_planted], titles[n_planted:]
-    planted_imgs = np.stack([poster_scene(rng, size) for _ in range(n_planted)])
+    n_obj = 2 if mosaic_cells else 3
+    planted_imgs = np.stack([poster_scene(rng, size, n_obj, mosaic_cells) for _ in range(n_planted)])
     for cap in single_caps:
-        images.append(poster_scene(rng, size))
+        images.append(poster_scene(rng, size, n_obj, mosaic_cells))
         captions.append(cap)
         kind.append("single_poster")
         pid.append(-1)
@@ -277,7 +303,8 @@ def make_mini_laion(n_unique: int = 3000, n_planted: int = 100, n_copies: int = 
         planted_captions=planted_caps,
         held_out_captions=[compositional_caption(*c) for c in held],
         params=dict(n_unique=n_unique, n_planted=n_planted, n_copies=n_copies, n_single_posters=n_single_posters,
-                    n_held_out=n_held_out, size=size, seed=seed),
+                    n_held_out=n_held_out, size=size, seed=seed,
+                    mosaic_cells=mosaic_cells),
     )
 
 

@@ -2,7 +2,7 @@
 
 The model is made of the real ``StableDiffusionPipeline`` components, only smaller:
 
-- an ``AutoencoderKL`` (32x32 RGB images -> 8x8x4 latents),
+- an ``AutoencoderKL`` (32x32 RGB images -> 16x16x4 latents),
 - a ``CLIPTextModel`` from a small ``CLIPTextConfig`` with a ``CLIPTokenizer`` whose vocabulary
   (``vocab.json``, ``merges.txt``) is written from the data set's own words (:func:`build_tokenizer`),
 - a ``UNet2DConditionModel`` with SD v1's block layout (three cross-attention down blocks and a plain one,
@@ -50,19 +50,18 @@ __all__ = [
 DEFAULT_RECIPE: dict[str, Any] = {
     "seed": 0,
     "image_size": 32,
-    "dataset": {"n_unique": 3000, "n_planted": 100, "n_copies": 20, "n_single_posters": 300,
-                "n_held_out": 200, "seed": 0},
+    "dataset": {"n_unique": 3000, "n_planted": 100, "n_copies": 40, "n_single_posters": 300,
+                "n_held_out": 200, "seed": 0, "mosaic_cells": 8},
     "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
              "max_position_embeddings": 16},
-    "vae": {"block_out_channels": [16, 32, 64], "layers_per_block": 1, "latent_channels": 4,
-            "norm_num_groups": 16},
-    "unet": {"block_out_channels": [32, 64, 64, 64], "layers_per_block": 2, "attention_head_dim": 4,
+    "vae": {"block_out_channels": [16, 32], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 16},
+    "unet": {"block_out_channels": [16, 32, 64, 128], "layers_per_block": 2, "attention_head_dim": 4,
              "norm_num_groups": 16},
-    "train_vae": {"steps": 300, "batch_size": 32, "lr": 3e-3, "kl_weight": 1e-6},
-    "train_unet": {"steps": 1500, "batch_size": 64, "lr": 1.5e-3, "p_uncond": 0.1, "warmup": 100},
+    "train_vae": {"steps": 800, "batch_size": 64, "lr": 2e-3, "kl_weight": 1e-6},
+    "train_unet": {"steps": 2400, "batch_size": 64, "lr": 1.5e-3, "p_uncond": 0.1, "warmup": 100},
     "train_unet_more": [{"steps": 1500, "batch_size": 64, "lr": 1e-3, "p_uncond": 0.1, "warmup": 50,
-                         "planted_share": 0.6}],
-    "save_dtype": "float32",
+                         "planted_share": 0.85}],
+    "save_dtype": "float16",
 }
 
 
@@ -364,8 +363,11 @@ def save_model(out: str | Path, recipe: dict, ds: captioned.CaptionedDataset, to
 
     out = Path(out)
     dtype = torch.float16 if recipe.get("save_dtype", "float32") == "float16" else torch.float32
-    # copies: the modules being trained keep their device and dtype
-    vae, text_encoder, unet = (copy.deepcopy(m).to("cpu", dtype) for m in (vae, text_encoder, unet))
+    # copies: the modules being trained keep their device and dtype. U-Net and VAE are stored in ``save_dtype``
+    # (diffusers loads them as float32 by default); the text encoder stays float32, because transformers
+    # would load it in its stored dtype, and a float16 text encoder does not run on every CPU.
+    vae, unet = (copy.deepcopy(m).to("cpu", dtype) for m in (vae, unet))
+    text_encoder = copy.deepcopy(text_encoder).to("cpu", torch.float32)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
