@@ -154,3 +154,16 @@ def test_book_page_links_every_student_notebook():
     for master in MASTERS:
         link = f"{repo['colab']}assignments/student/{master.stem}/{master.name}"
         assert link in page, f"chapters/part5/assignments.md has no Colab badge for {master.stem} ({link})"
+
+
+def test_assert_raises_value_error_explains_a_miss():
+    def strict(x):
+        if x < 0:
+            raise ValueError("negative")
+        return x
+
+    assignments.assert_raises_value_error(strict, [((-1,), "a negative x")])
+    with pytest.raises(AssertionError, match="strict should raise ValueError for x = 1"):
+        assignments.assert_raises_value_error(strict, [((-1,), "a negative x"), ((1,), "x = 1")])
+    with pytest.raises(AssertionError, match="it raised TypeError"):
+        assignments.assert_raises_value_error(lambda x: x + "s", [((1,), "an int")], name="f")

@@ -43,6 +43,7 @@ __all__ = [
     "SLIP_TOLERANCE",
     "answer",
     "assert_close",
+    "assert_raises_value_error",
     "master_notebooks",
     "repository",
     "build",
@@ -150,6 +151,24 @@ def assert_close(
 # ---------------------------------------------------------------------------------------------------------
 # Building the assignments with otter-grader
 # ---------------------------------------------------------------------------------------------------------
+
+
+def assert_raises_value_error(func: Any, cases: list[tuple[tuple, str]], name: str | None = None) -> None:
+    """Assert that ``func(*args)`` raises ``ValueError`` for every ``(args, why)`` in ``cases``; explain a miss.
+
+    Used by the assignments' bad-input tests (A1 q4, A3 q1 and q6): a function that returns (an empty stub
+    included) or raises another exception fails with "<name> should raise ValueError for <why>".
+    """
+    name = name or getattr(func, "__name__", "the function")
+    for args, why in cases:
+        try:
+            func(*args)
+        except ValueError:
+            continue
+        except Exception as exc:
+            raise AssertionError(f"{name} should raise ValueError for {why}, it raised "
+                                 f"{type(exc).__name__}: {exc}") from None
+        raise AssertionError(f"{name} should raise ValueError for {why}")
 
 
 def _assignments_dir() -> Path:

@@ -16,12 +16,6 @@ def test_q6_examples(slope, np):
 
 @test_case(points=None, hidden=False)
 def test_q6_bad_input(slope, np):
-    for args, why in (((np.ones(3), np.arange(3.0)), 'a = (1, 1, 1): the slope is undefined'), ((np.arange(3.0), np.arange(4.0)), '3 values of a but 4 rows of y')):
-        try:
-            slope(*args)
-        except ValueError:
-            continue
-        except Exception as exc:
-            raise AssertionError(f'slope should raise ValueError for {why}, it raised {type(exc).__name__}') from None
-        raise AssertionError(f'slope should raise ValueError for {why}')
+    from repdiff.assignments import assert_raises_value_error
+    assert_raises_value_error(slope, [((np.ones(3), np.arange(3.0)), 'a = (1, 1, 1): the slope is undefined'), ((np.arange(3.0), np.arange(4.0)), '3 values of a but 4 rows of y')], name='slope')
 
