@@ -106,14 +106,17 @@ def build_tokenizer(words: list[str], folder: str | Path | None = None, max_leng
     folder.mkdir(parents=True, exist_ok=True)
     merges: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
-    for w in words:
-        parts = [*w[:-1], w[-1] + "</w>"]
-        cur = parts[0]
-        for p in parts[1:]:
+
+    def add_chain(pieces: list[str]) -> None:  # merges joining the pieces left to right into one token
+        cur = pieces[0]
+        for p in pieces[1:]:
             if (cur, p) not in seen:
                 merges.append((cur, p))
                 seen.add((cur, p))
             cur += p
+
+    for w in words:
+        add_chain([*w[:-1], w[-1] + "</w>"])
     for _ in range(20):
         _write_bpe(words, merges, folder)
         tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length,
@@ -123,12 +126,7 @@ def build_tokenizer(words: list[str], folder: str | Path | None = None, max_leng
             pieces = tok.tokenize(w)
             if len(pieces) > 1:
                 fixed = False
-                cur = pieces[0]
-                for p in pieces[1:]:
-                    if (cur, p) not in seen:
-                        merges.append((cur, p))
-                        seen.add((cur, p))
-                    cur += p
+                add_chain(pieces)
         if fixed:
             return tok
     raise RuntimeError("could not build whole-word merges for the vocabulary")
