@@ -6,7 +6,8 @@
 The vector ``v`` of each block is the **mean** spatially-averaged block output over images of the target
 concept, re-noised at a small t̃ and conditioned on the concept prompt (not a difference of means). During
 sampling, ``a·v`` is added to the block's output, broadcast over space, on the **conditional half** of the
-classifier-free-guidance batch only, and only during a window of late steps.
+classifier-free-guidance batch only, and only during a window of steps (the authors: late steps; Chapter 14
+measures why a flat background needs the early ones too).
 
 The paper's prediction (Cor. 3.3): a generalized sample sits in a balanced, low-dimensional representation
 and moves smoothly toward the concept as ``a`` grows; a memorized sample is pinned to its stored
