@@ -107,3 +107,31 @@ def test_bad_inputs(pipe):
         detection.renoise(pipe, torch.zeros(1, 4, 8, 8), 1000, torch.Generator())
     with pytest.raises(ValueError, match="steps"):
         detection.generate(pipe, ["a"], steps=0)
+
+
+def test_clean_estimate_error_against_ddim_scheduler(pipe):
+    """ẑ₀ and its relative error against DDIMScheduler.step's pred_original_sample, on the same noisy input."""
+    g = torch.Generator().manual_seed(3)
+    z0 = torch.randn(5, pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size,
+                     generator=g)
+    prompts = ["a red circle", "", "a blue square", "", "a"]
+    ts = [10, 500, 999]
+    err = detection.clean_estimate_error(pipe, z0, prompts, ts, seed=4)
+    assert err.shape == (3, 5)
+    sched = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    sched.set_timesteps(pipe.scheduler.config.num_train_timesteps)
+    with torch.no_grad():
+        ctx = detection.encode_prompts(pipe, prompts)
+        for k, t in enumerate(ts):
+            zt = detection.renoise(pipe, z0, t, torch.Generator().manual_seed(4 + k))
+            eps = pipe.unet(zt, t, encoder_hidden_states=ctx).sample
+            z0_hat = sched.step(eps, t, zt).pred_original_sample
+            ref = ((z0_hat - z0) ** 2).flatten(1).sum(1) / (z0 ** 2).flatten(1).sum(1)
+            np.testing.assert_allclose(err[k], ref.numpy(), rtol=1e-4)
+    # batching does not change the result
+    np.testing.assert_allclose(detection.clean_estimate_error(pipe, z0, prompts, ts, seed=4, batch_size=2), err,
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="one prompt per latent"):
+        detection.clean_estimate_error(pipe, z0, prompts[:2], ts)
+    with pytest.raises(ValueError, match="shape"):
+        detection.clean_estimate_error(pipe, z0[0], prompts, ts)

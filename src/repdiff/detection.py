@@ -42,6 +42,7 @@ __all__ = [
     "Generation",
     "generate",
     "renoise",
+    "clean_estimate_error",
     "representations",
     "detector_scores",
     "wen_scores",
@@ -254,6 +255,46 @@ def renoise(pipe, latents: torch.Tensor, t: int, generator: torch.Generator) -> 
         raise ValueError(f"t must be an integer timestep in [0, {n_train}), got {t}")
     noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(latents)
     return pipe.scheduler.add_noise(latents, noise, torch.tensor([int(t)], device=latents.device))
+
+
+@torch.no_grad()
+def clean_estimate_error(pipe, latents: torch.Tensor, prompts: Sequence[str], timesteps: Sequence[int], *,
+                         seed: int = 0, batch_size: int = 100) -> np.ndarray:
+    """How well one U-Net pass recovers clean latents from noise, given a prompt (Chapter 12).
+
+    Each latent is noised to each timestep t (the same noise for every call with the same ``seed``, so
+    different prompts are compared on identical noisy inputs), the noise prediction is turned into the
+    one-step estimate of the clean latent, ẑ₀ = (z_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, and the error is reported
+    relative to the latent's own energy, ‖ẑ₀ − z₀‖² / ‖z₀‖².
+
+    At large t almost nothing of z₀ is left in z_t, so a small error there means the model produces the image
+    from the prompt alone (recall); at moderate t it can also complete the image from what is left of it.
+
+    Args:
+        latents: ``(N, C, h, w)`` clean latents (:func:`encode_images`).
+        prompts: ``N`` prompts, one per latent (``""`` for the unconditional branch).
+        timesteps: training timesteps in ``[0, 1000)``.
+    Returns:
+        ``(len(timesteps), N)`` relative errors (0: exact; about 1: no better than predicting zero).
+    """
+    if latents.ndim != 4:
+        raise ValueError(f"latents must have shape (N, C, h, w), got {tuple(latents.shape)}")
+    if len(prompts) != len(latents):
+        raise ValueError(f"need one prompt per latent: {len(prompts)} prompts for {len(latents)} latents")
+    alphas = pipe.scheduler.alphas_cumprod
+    out = np.zeros((len(timesteps), len(latents)))
+    for k, t in enumerate(timesteps):
+        zt = renoise(pipe, latents, int(t), torch.Generator(device=latents.device).manual_seed(seed + k))
+        a = alphas[int(t)].to(latents)
+        for i in range(0, len(latents), batch_size):
+            ctx = encode_prompts(pipe, prompts[i:i + batch_size])
+            zb = zt[i:i + batch_size].to(pipe.unet.dtype)
+            eps = pipe.unet(zb, int(t), encoder_hidden_states=ctx).sample.to(latents)
+            z0_hat = (zt[i:i + batch_size] - (1 - a).sqrt() * eps) / a.sqrt()
+            z0 = latents[i:i + batch_size]
+            err = (z0_hat - z0).square().flatten(1).sum(1) / z0.square().flatten(1).sum(1)
+            out[k, i:i + batch_size] = err.float().cpu().numpy()
+    return out
 
 
 @torch.no_grad()
