@@ -135,3 +135,12 @@ def test_clean_estimate_error_against_ddim_scheduler(pipe):
         detection.clean_estimate_error(pipe, z0, prompts[:2], ts)
     with pytest.raises(ValueError, match="shape"):
         detection.clean_estimate_error(pipe, z0[0], prompts, ts)
+
+
+def test_decode_latents_matches_vae_and_batching(pipe):
+    z = torch.randn(5, pipe.unet.config.in_channels, 8, 8, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = pipe.vae.decode(z / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
+    np.testing.assert_allclose(detection.decode_latents(pipe, z, batch_size=2).numpy(), ref.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        detection.decode_latents(pipe, z[0])

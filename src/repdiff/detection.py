@@ -39,6 +39,7 @@ __all__ = [
     "spikiness",
     "encode_prompts",
     "encode_images",
+    "decode_latents",
     "Generation",
     "generate",
     "renoise",
@@ -171,6 +172,22 @@ def encode_images(pipe, images: torch.Tensor, generator: torch.Generator | None 
     return torch.cat(out)
 
 
+@torch.no_grad()
+def decode_latents(pipe, latents: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Images ``(N, 3, H, W)`` float32 in [-1, 1] on the CPU from latents ``(N, C, h, w)`` (× ``scaling_factor``).
+
+    The inverse of :func:`encode_images`. ``decode_latents(pipe, encode_images(pipe, x))`` is what the VAE makes
+    of ``x``: the best a copy of ``x`` can look like after generation (Chapters 12 and 14 compare generations
+    with these reconstructions).
+    """
+    if latents.ndim != 4:
+        raise ValueError(f"latents must have shape (N, C, h, w), got {tuple(latents.shape)}")
+    vae = pipe.vae
+    out = [vae.decode(latents[i:i + batch_size].to(vae.device, vae.dtype) / vae.config.scaling_factor).sample
+           for i in range(0, len(latents), batch_size)]
+    return torch.cat(out).float().clamp(-1, 1).cpu()
+
+
 @dataclass
 class Generation:
     """What :func:`generate` returns.
@@ -203,7 +220,7 @@ def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float =
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    unet, vae, sched = pipe.unet, pipe.vae, pipe.scheduler
+    unet, sched = pipe.unet, pipe.scheduler
     dev, dtype = unet.device, unet.dtype
     gen = torch.Generator().manual_seed(seed)
     c, s = unet.config.in_channels, unet.config.sample_size
@@ -236,8 +253,7 @@ def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float =
             e_u, e_c = eps.chunk(2)
             norms.append((e_c - e_u).float().flatten(1).norm(dim=1).cpu())
             lat = sched.step(e_u + guidance * (e_c - e_u), t, lat).prev_sample
-        x = vae.decode(lat / vae.config.scaling_factor).sample.float().clamp(-1, 1).cpu()
-        images.append(x)
+        images.append(decode_latents(pipe, lat))
         wen_first.append(norms[0])
         wen_mean.append(torch.stack(norms).mean(0))
     elapsed = time.perf_counter() - t0
