@@ -188,6 +188,21 @@ def _lr_at(step: int, total: int, lr: float, warmup: int) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * frac))
 
 
+def v_weight_mean(alphas_cumprod: torch.Tensor, max_weight: float | None = None) -> float:
+    """Mean over timesteps of the v-loss weight ``1 / alpha_bar_t`` (clipped at ``max_weight``).
+
+    With ``x0_hat = (z_t - sqrt(1 - alpha_bar) eps_hat) / sqrt(alpha_bar)`` and ``v = sqrt(alpha_bar) eps -
+    sqrt(1 - alpha_bar) x0``, the v-prediction error equals the epsilon error divided by ``sqrt(alpha_bar)``,
+    so ``|v_hat - v|^2 = |eps_hat - eps|^2 / alpha_bar = |x0_hat - x0|^2 / (1 - alpha_bar)``. A stage with
+    ``"loss_weight": "v"`` weights each sample's epsilon loss by that factor and divides by this mean, so the
+    loss keeps the epsilon loss's scale. Used by :func:`train` (Chapter 12's recipe).
+    """
+    w = 1.0 / alphas_cumprod.double()
+    if max_weight is not None:
+        w = w.clamp(max=max_weight)
+    return float(w.mean())
+
+
 def _train_vae(vae, images: torch.Tensor, cfg: dict, gen: torch.Generator, log) -> float:
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg["lr"], weight_decay=0.0)
     loss_val = float("nan")
@@ -224,11 +239,17 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
     The U-Net stage may be followed by further stages, ``recipe["train_unet_more"]`` (a list of configs of
     the same form, each with its own warm-up and cosine schedule). A stage with ``planted_share`` draws that
     share of each batch from the duplicated rows (as if the posters had more copies), the rest from the
-    others. ``resume_from`` (a saved model folder whose ``training.json`` says how many stages it holds)
+    others. A stage with ``"loss_weight": "v"`` (optionally ``max_weight``) weights the epsilon loss as the
+    v-prediction loss does (see :func:`v_weight_mean`), which puts weight on the clean estimate at high noise
+    levels, where the plain epsilon loss hardly looks. ``resume_from`` (a saved model folder whose ``training.json`` says how many stages it holds)
     skips the VAE and the stages already done; the random stream then differs from a run from scratch, so
     the weights are those of the same recipe, not bit-equal.
     """
     recipe = copy.deepcopy(DEFAULT_RECIPE if recipe is None else recipe)
+    stages = [recipe["train_unet"], *recipe.get("train_unet_more", [])]
+    for k, cfg in enumerate(stages):
+        if cfg.get("loss_weight", "epsilon") not in ("epsilon", "v"):
+            raise ValueError(f"U-Net stage {k}: loss_weight must be 'epsilon' or 'v', got {cfg['loss_weight']!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(recipe["seed"])
     gen = torch.Generator().manual_seed(recipe["seed"])
@@ -248,7 +269,6 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
     planted_rows = np.nonzero(ds.kind == "planted")[0]
     row_to_uniq[planted_rows] = len(non_planted) + ds.planted_id[planted_rows]
 
-    stages = [recipe["train_unet"], *recipe.get("train_unet_more", [])]
     done, prev = 0, {}
     if resume_from is not None:
         prev = json.loads((Path(resume_from) / "training.json").read_text())
@@ -313,7 +333,12 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
             batch_ids = torch.where(drop[:, None], empty.expand(len(rows), -1), ids[rows])
             enc = text_encoder(batch_ids).last_hidden_state
             pred = unet(zt, tt, encoder_hidden_states=enc).sample
-            loss = (pred - noise).square().mean()
+            err = (pred - noise).square().mean(dim=(1, 2, 3))
+            if cfg.get("loss_weight", "epsilon") == "v":  # the v-prediction loss, written in epsilon terms
+                w = (1.0 / alphas[tt]).clamp(max=cfg.get("max_weight", float("inf")))
+                loss = (w * err).mean() / v_weight_mean(alphas, cfg.get("max_weight"))
+            else:
+                loss = err.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
