@@ -242,8 +242,8 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
     others. A stage with ``"loss_weight": "v"`` (optionally ``max_weight``) weights the epsilon loss as the
     v-prediction loss does (see :func:`v_weight_mean`), which puts weight on the clean estimate at high noise
     levels, where the plain epsilon loss hardly looks. ``resume_from`` (a saved model folder whose
-    ``training.json`` says how many stages it holds) skips the VAE and the stages already done; the random stream then differs from a run from scratch, so
-    the weights are those of the same recipe, not bit-equal.
+    ``training.json`` says how many stages it holds) skips the VAE and the stages already done; the random
+    stream then differs from a run from scratch, so the weights are those of the same recipe, not bit-equal.
     """
     recipe = copy.deepcopy(DEFAULT_RECIPE if recipe is None else recipe)
     stages = [recipe["train_unet"], *recipe.get("train_unet_more", [])]
