@@ -311,6 +311,8 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
         if stage < done:
             continue
         opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0)
+        v_loss = cfg.get("loss_weight", "epsilon") == "v"  # the v-prediction loss, written in epsilon terms
+        w_mean = v_weight_mean(alphas, cfg.get("max_weight")) if v_loss else 1.0
         unet.train()
         text_encoder.train()
         for step in range(cfg["steps"]):
@@ -334,9 +336,9 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
             enc = text_encoder(batch_ids).last_hidden_state
             pred = unet(zt, tt, encoder_hidden_states=enc).sample
             err = (pred - noise).square().mean(dim=(1, 2, 3))
-            if cfg.get("loss_weight", "epsilon") == "v":  # the v-prediction loss, written in epsilon terms
+            if v_loss:
                 w = (1.0 / alphas[tt]).clamp(max=cfg.get("max_weight", float("inf")))
-                loss = (w * err).mean() / v_weight_mean(alphas, cfg.get("max_weight"))
+                loss = (w * err).mean() / w_mean
             else:
                 loss = err.mean()
             opt.zero_grad(set_to_none=True)
