@@ -197,10 +197,16 @@ def v_weight_mean(alphas_cumprod: torch.Tensor, max_weight: float | None = None)
     ``"loss_weight": "v"`` weights each sample's epsilon loss by that factor and divides by this mean, so the
     loss keeps the epsilon loss's scale. Used by :func:`train` (Chapter 12's recipe).
     """
-    w = 1.0 / alphas_cumprod.double()
-    if max_weight is not None:
-        w = w.clamp(max=max_weight)
-    return float(w.mean())
+    return float(v_loss_weights(alphas_cumprod.double(), max_weight).mean())
+
+
+def v_loss_weights(alphas_cumprod: torch.Tensor, max_weight: float | None = None) -> torch.Tensor:
+    """``(T,)`` the v-loss weight ``1 / alpha_bar_t`` of every timestep, clipped at ``max_weight`` if given.
+
+    Used by :func:`train` for the recipe's v-weighted stages (Chapter 12).
+    """
+    w = 1.0 / alphas_cumprod
+    return w if max_weight is None else w.clamp(max=max_weight)
 
 
 def _train_vae(vae, images: torch.Tensor, cfg: dict, gen: torch.Generator, log) -> float:
@@ -312,7 +318,8 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
             continue
         opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0)
         v_loss = cfg.get("loss_weight", "epsilon") == "v"  # the v-prediction loss, written in epsilon terms
-        w_mean = v_weight_mean(alphas, cfg.get("max_weight")) if v_loss else 1.0
+        if v_loss:  # per-timestep weights, divided by their mean so the loss keeps the epsilon loss's scale
+            w_table = v_loss_weights(alphas, cfg.get("max_weight")) / v_weight_mean(alphas, cfg.get("max_weight"))
         unet.train()
         text_encoder.train()
         for step in range(cfg["steps"]):
@@ -336,11 +343,7 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
             enc = text_encoder(batch_ids).last_hidden_state
             pred = unet(zt, tt, encoder_hidden_states=enc).sample
             err = (pred - noise).square().mean(dim=(1, 2, 3))
-            if v_loss:
-                w = (1.0 / alphas[tt]).clamp(max=cfg.get("max_weight", float("inf")))
-                loss = (w * err).mean() / w_mean
-            else:
-                loss = err.mean()
+            loss = (w_table[tt] * err).mean() if v_loss else err.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
