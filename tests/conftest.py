@@ -14,6 +14,18 @@ from collections import defaultdict
 _notebook_seconds: dict[str, float] = defaultdict(float)
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, give each worker (and the notebook kernels it starts) one BLAS/OpenMP thread.
+
+    Two workers each running torch with all cores oversubscribe a 2-core machine and can stall the kernels;
+    ``scripts/test.sh`` sets the variables itself, this covers a hand-typed ``pytest -n 2``. An explicit
+    setting is kept.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+
+
 def pytest_runtest_logreport(report):
     path = report.nodeid.split("::")[0]
     if path.endswith(".ipynb"):
