@@ -76,6 +76,8 @@ def test_resume_runs_only_the_remaining_stage(tmp_path):
     more["train_unet_more"] = [dict(TINY["train_unet"], steps=2, planted_share=0.5, loss_weight="v", max_weight=50.0)]
     res = tiny_sd.train(more, out=tmp_path / "b", resume_from=tmp_path / "a", log=lambda s: None)
     assert res["record"]["unet_steps"] == 5 and res["record"]["stages_done"] == 2
+    runs = json.loads((tmp_path / "b" / "training.json").read_text())["runs"]
+    assert [r["stages"] for r in runs] == [[1, 1], [2, 2]] and [r["unet_steps"] for r in runs] == [3, 2]
     a = json.loads((tmp_path / "a" / "vae" / "config.json").read_text())["scaling_factor"]
     assert res["record"]["scaling_factor"] == pytest.approx(a) and a != pytest.approx(0.18215)
     assert list(tiny_sd.load_pipeline(tmp_path / "b").unet.config.block_out_channels) == [16, 16, 16, 16]

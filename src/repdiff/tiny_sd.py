@@ -372,6 +372,11 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
         "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "n_train_rows": len(ds), "n_distinct_images": len(uniq),
     }
+    # one entry per call, so a model trained in several resumed runs says what each run did
+    record["runs"] = list(prev.get("runs", [])) + [{
+        "stages": [done + 1, len(stages)], "unet_steps": total - int(prev.get("unet_steps", 0)),
+        "wall_time_s": time.time() - t0, "device": str(dev), "threads": torch.get_num_threads(),
+    }]
     if out is not None:
         save_model(out, recipe, ds, tokenizer, text_encoder, vae, unet, comps["scheduler"], record)
         for name in ("vocab.json", "merges.txt"):  # the hand-written BPE files, kept beside tokenizer.json
