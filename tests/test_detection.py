@@ -73,6 +73,11 @@ def test_generate_matches_diffusers_pipeline(pipe):
     d, secs = detection.wen_scores(pipe, prompts, steps=4, seed=5)
     np.testing.assert_allclose(d, g.wen_first, rtol=1e-5)
     assert secs > 0 and g.seconds_per_sample > 0
+    # a prompt started again from its own recorded noise, alone and in another place, gives the same image
+    again = detection.generate(pipe, prompts[::-1], steps=4, guidance=7.5, latents=g.latents0.flip(0))
+    torch.testing.assert_close(again.images, g.images.flip(0), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="one per prompt"):
+        detection.generate(pipe, prompts, steps=4, latents=g.latents0[:1])
 
 
 def test_detector_independent_of_batching(pipe):

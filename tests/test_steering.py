@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import tiny_random_sd_pipeline
 
-from repdiff import detection, steering
+from repdiff import detection, metrics, steering
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +78,23 @@ def test_slopes_and_pca():
     with pytest.raises(ValueError, match="finite"), steering.steer(torch.nn.Linear(1, 1), {}, float("nan"),
                                                                      start=0, stop=1):
         pass
+
+
+def test_pixel_change_and_mean_interval():
+    base = torch.zeros(3, 3, 4, 4)
+    moved = base.clone()
+    moved[1] += 0.5  # prompt 1 changes everywhere by 0.5, prompt 2 in one pixel of 48 by 4.8
+    moved[2, 0, 0, 0] = 4.8
+    change = steering.pixel_change([base, moved])
+    np.testing.assert_allclose(change, [[0, 0, 0], [0, 0.5, 4.8 / np.sqrt(48)]], atol=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        steering.pixel_change([base, base[:2]])
+    with pytest.raises(ValueError, match="two or more"):
+        steering.pixel_change([base])
+    mean, lo, hi = metrics.mean_interval([1.0, 2.0, 3.0, 4.0], seed=1)
+    assert mean == 2.5 and 1.0 <= lo < 2.5 < hi <= 4.0
+    assert metrics.mean_interval([2.0, 2.0]) == (2.0, 2.0, 2.0)
+    wide, narrow = metrics.mean_interval(np.arange(12.0)), metrics.mean_interval(np.arange(12.0), level=0.5)
+    assert wide[1] < narrow[1] < narrow[2] < wide[2]
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.mean_interval([1.0, np.nan])

@@ -198,6 +198,8 @@ class Generation:
         wen_mean: ``(N,)`` the same norm averaged over all steps.
         first_step: ``site -> (N, C)`` pooled conditional-branch representations at the first step.
         seconds_per_sample: wall time of the generation, per image.
+        latents0: ``(N, C, h, w)`` the initial noise of each prompt (pass it back as ``latents=`` to
+            start again from the same noise).
     """
 
     images: torch.Tensor
@@ -205,18 +207,22 @@ class Generation:
     wen_mean: np.ndarray
     first_step: dict[str, torch.Tensor] = field(default_factory=dict)
     seconds_per_sample: float = float("nan")
+    latents0: torch.Tensor | None = None
 
 
 @torch.no_grad()
 def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float = 7.5, seed: int = 0,
              batch_size: int = 100, first_step_sites: Sequence[str] = (), first_step_pooling: str = "max",
-             progress: bool = False) -> Generation:
+             progress: bool = False, latents: torch.Tensor | None = None) -> Generation:
     """Classifier-free-guided DDIM sampling with the pipeline's parts, recording Wen et al.'s score.
 
     The same computation as ``pipe(prompts, num_inference_steps=steps, guidance_scale=guidance)`` (the
     unconditional and conditional halves in one batch, ε = ε_∅ + w(ε_c − ε_∅)), written out so that the norm
     ‖ε_c − ε_∅‖ and first-step representations can be read on the way. One ``torch.Generator`` seeded
-    ``seed`` draws the initial noise of all prompts in order.
+    ``seed`` draws the initial noise of all prompts in order, so a prompt's noise depends on its place in
+    the list; ``latents`` (shape ``(len(prompts), C, H, W)``, the U-Net's latent shape) gives each prompt
+    its own starting noise instead, e.g. ``Generation.latents0[idx]`` of an earlier run (Chapter 14 steers
+    prompts from the very noise under which they were screened).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -224,7 +230,13 @@ def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float =
     dev, dtype = unet.device, unet.dtype
     gen = torch.Generator().manual_seed(seed)
     c, s = unet.config.in_channels, unet.config.sample_size
-    latents0 = torch.randn((len(prompts), c, s, s), generator=gen)
+    if latents is None:
+        latents0 = torch.randn((len(prompts), c, s, s), generator=gen)
+    elif tuple(latents.shape) != (len(prompts), c, s, s):
+        raise ValueError(f"latents must have shape {(len(prompts), c, s, s)} (one per prompt), "
+                         f"got {tuple(latents.shape)}")
+    else:
+        latents0 = latents.detach().float().cpu()
     empty = encode_prompts(pipe, [""])
     images, wen_first, wen_mean = [], [], []
     first: dict[str, list[torch.Tensor]] = {site: [] for site in first_step_sites}
@@ -260,7 +272,7 @@ def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float =
     return Generation(
         images=torch.cat(images), wen_first=torch.cat(wen_first).numpy(), wen_mean=torch.cat(wen_mean).numpy(),
         first_step={site: torch.cat(v) for site, v in first.items()},
-        seconds_per_sample=elapsed / max(1, len(prompts)),
+        seconds_per_sample=elapsed / max(1, len(prompts)), latents0=latents0,
     )
 
 

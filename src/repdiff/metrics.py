@@ -23,6 +23,7 @@ __all__ = [
     "nn_distance_ratio",
     "memorization_fraction",
     "detection_metrics",
+    "mean_interval",
     "psnr",
 ]
 
@@ -166,6 +167,26 @@ def detection_metrics(
         lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
         out |= {"auroc_lo": lo[0], "auroc_hi": hi[0], "tpr_lo": lo[1], "tpr_hi": hi[1]}
     return {k: float(v) for k, v in out.items()}
+
+
+def mean_interval(values: ArrayLike, *, n_bootstrap: int = 2000, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` ``(P,)`` and a percentile bootstrap interval from resampling them with replacement.
+
+    Chapter 14 uses it for the mean steering slope over prompts: with a dozen prompts per group the interval
+    says how far the mean can be trusted. Returns ``(mean, low, high)``.
+    """
+    x = to_tensor(values, "values")[0].detach().cpu().double().numpy().ravel()
+    if len(x) < 2:
+        raise ValueError(f"need at least two values, got {len(x)}")
+    if not np.isfinite(x).all():
+        raise ValueError("values contain NaN or infinity")
+    if not 0 < level < 1 or n_bootstrap < 1:
+        raise ValueError(f"need 0 < level < 1 and n_bootstrap >= 1, got {level} and {n_bootstrap}")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (n_bootstrap, len(x)))].mean(axis=1)
+    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(x.mean()), float(lo), float(hi)
 
 
 def psnr(estimate: ArrayLike, target: ArrayLike, *, peak: float = 2.0) -> ArrayLike:

@@ -29,6 +29,7 @@ __all__ = [
     "concept_vectors",
     "steer",
     "attribute_slopes",
+    "pixel_change",
     "pca_2d",
 ]
 
@@ -120,6 +121,27 @@ def attribute_slopes(a_values: Sequence[float], attribute: np.ndarray) -> np.nda
         raise ValueError("attribute contains NaN or infinity")
     ac = a - a.mean()
     return (ac @ (y - y.mean(0))) / (ac @ ac)
+
+
+def pixel_change(images: Sequence[torch.Tensor]) -> np.ndarray:
+    """Root-mean-square pixel change of each prompt's image from its first (unsteered) version.
+
+    Args:
+        images: ``K`` tensors ``(P, C, H, W)``, the same ``P`` prompts and seeds at ``K`` strengths ``a``,
+            the first at ``a = 0``.
+    Returns:
+        ``(K, P)`` RMS change (0 for the first row), in the images' units (Chapter 14: [-1, 1], so 2 is the
+        largest possible). Unlike an attribute's slope it also sees changes that do not go the concept's way.
+    """
+    if len(images) < 2:
+        raise ValueError(f"need images at two or more strengths, got {len(images)}")
+    shapes = {tuple(torch.as_tensor(im).shape) for im in images}
+    if len(shapes) != 1:
+        raise ValueError(f"all strengths need images of the same shape (same prompts), got {sorted(shapes)}")
+    x = torch.stack([torch.as_tensor(im).float() for im in images])
+    if x.ndim < 3:
+        raise ValueError(f"each entry must be (P, ...) images, got shape {tuple(x.shape[1:])}")
+    return (x - x[:1]).flatten(2).square().mean(2).sqrt().numpy()
 
 
 def pca_2d(x: np.ndarray, fit_on: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
