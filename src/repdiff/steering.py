@@ -135,10 +135,11 @@ def pixel_change(images: Sequence[torch.Tensor]) -> np.ndarray:
     """
     if len(images) < 2:
         raise ValueError(f"need images at two or more strengths, got {len(images)}")
-    shapes = {tuple(torch.as_tensor(im).shape) for im in images}
+    per_a = [torch.as_tensor(im).float() for im in images]
+    shapes = {tuple(im.shape) for im in per_a}
     if len(shapes) != 1:
         raise ValueError(f"all strengths need images of the same shape (same prompts), got {sorted(shapes)}")
-    x = torch.stack([torch.as_tensor(im).float() for im in images])
+    x = torch.stack(per_a)
     if x.ndim < 3:
         raise ValueError(f"each entry must be (P, ...) images, got shape {tuple(x.shape[1:])}")
     return (x - x[:1]).flatten(2).square().mean(2).sqrt().numpy()
