@@ -22,7 +22,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .detection import encode_images, representations
+from .detection import decode_latents, encode_images, encode_prompts, representations
+from .theory import empirical_denoiser
 
 __all__ = [
     "STEERING_SITES",
@@ -30,6 +31,7 @@ __all__ = [
     "steer",
     "attribute_slopes",
     "pixel_change",
+    "push_retention",
     "pca_2d",
 ]
 
@@ -143,6 +145,77 @@ def pixel_change(images: Sequence[torch.Tensor]) -> np.ndarray:
     if x.ndim < 3:
         raise ValueError(f"each entry must be (P, ...) images, got shape {tuple(x.shape[1:])}")
     return (x - x[:1]).flatten(2).square().mean(2).sqrt().numpy()
+
+
+@torch.no_grad()
+def push_retention(pipe, images: torch.Tensor, prompts: Sequence[str], timesteps: Sequence[int], *,
+                   blend: float = 0.2, target: float = 1.0, guidance: float = 7.5, seed: int = 0,
+                   memorizer: torch.Tensor | None = None) -> np.ndarray:
+    """How much of a push toward a flat colour one denoising pass keeps, per image (Chapter 14).
+
+    Each image ``x`` is pushed to ``x' = (1 − blend)·x + blend·target`` (``target = 1``: mix in white). Both are
+    VAE-encoded and noised to ``t`` with the same noise; one guided noise prediction turns each into a clean
+    estimate ẑ₀ = (z_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, which is decoded. The retention is the brightness change the
+    estimate keeps, divided by the brightness change of the push itself after the same VAE round trip:
+
+        retention = [b(D(ẑ₀')) − b(D(ẑ₀))] / [b(D(z')) − b(D(z))],   b = mean brightness in [0, 1].
+
+    A denoiser that pulls every noisy input back to a stored image undoes the push (retention 0), so a sampler
+    built from it ignores a steering push; a denoiser that treats the pushed image as just another plausible
+    image keeps it (retention near 1).
+
+    Args:
+        images: ``(N, 3, H, W)`` in [-1, 1].
+        prompts: ``N`` prompts, the condition of each image (guided with the empty prompt, as in sampling).
+        timesteps: training timesteps in ``[0, 1000)``.
+        memorizer: optional ``(M, C, h, w)`` training latents (:func:`~repdiff.detection.encode_images`): use
+            the optimal denoiser of their empirical distribution (paper Eq. 3, a perfect memorizer) instead of
+            the U-Net; ``prompts`` and ``guidance`` are then unused.
+    Returns:
+        ``(len(timesteps), N)`` retentions.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+    if len(prompts) != len(images):
+        raise ValueError(f"need one prompt per image: {len(prompts)} prompts for {len(images)} images")
+    if not 0 < blend <= 1:
+        raise ValueError(f"blend must be in (0, 1], got {blend}")
+    def brightness(x: torch.Tensor) -> torch.Tensor:
+        return ((x + 1) / 2).mean(dim=(1, 2, 3))
+
+    pushed = (1 - blend) * images + blend * target
+    z, zp = encode_images(pipe, images), encode_images(pipe, pushed)
+    pushed_change = brightness(decode_latents(pipe, zp)) - brightness(decode_latents(pipe, z))
+    if (pushed_change.abs() < 1e-4).any():
+        raise ValueError("the push does not change some images' brightness (are they already the target colour?)")
+    if memorizer is not None:
+        if memorizer.ndim != 4 or memorizer.shape[1:] != z.shape[1:]:
+            raise ValueError(f"memorizer must be latents (M, {', '.join(map(str, z.shape[1:]))}), "
+                             f"got {tuple(memorizer.shape)}")
+        stored = memorizer.flatten(1).to(z)
+    else:
+        ctx = torch.cat([encode_prompts(pipe, [""] * len(prompts)), encode_prompts(pipe, list(prompts))])
+    alphas = pipe.scheduler.alphas_cumprod
+    out = np.zeros((len(timesteps), len(images)))
+    for k, t in enumerate(timesteps):
+        if not 0 <= int(t) < len(alphas):
+            raise ValueError(f"timesteps must be in [0, {len(alphas)}), got {t}")
+        a = alphas[int(t)].to(z)
+        noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + k)).to(z)
+        estimates = []
+        for latents in (z, zp):
+            zt = a.sqrt() * latents + (1 - a).sqrt() * noise
+            if memorizer is not None:  # VP latents z_t/√ᾱ = z₀ + σ ε with σ = √((1 − ᾱ)/ᾱ)
+                sigma = float(((1 - a) / a).sqrt())
+                z0_hat = empirical_denoiser((zt / a.sqrt()).flatten(1), stored, sigma).reshape(z.shape)
+            else:
+                eps_u, eps_c = pipe.unet(torch.cat([zt, zt]).to(pipe.unet.dtype), int(t),
+                                         encoder_hidden_states=ctx).sample.to(z).chunk(2)
+                eps = eps_u + guidance * (eps_c - eps_u)
+                z0_hat = (zt - (1 - a).sqrt() * eps) / a.sqrt()
+            estimates.append(brightness(decode_latents(pipe, z0_hat)))
+        out[k] = ((estimates[1] - estimates[0]) / pushed_change).float().numpy()
+    return out
 
 
 def pca_2d(x: np.ndarray, fit_on: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
