@@ -141,7 +141,7 @@ def test_push_retention_rejects_bad_input(pipe):
         steering.push_retention(pipe, x, ["a", "b"], [10], blend=0.0)
     with pytest.raises(ValueError, match="target colour"):
         steering.push_retention(pipe, torch.ones(2, 3, 32, 32), ["a", "b"], [10])
-    with pytest.raises(ValueError, match="timesteps"):
+    with pytest.raises(ValueError, match="timestep"):
         steering.push_retention(pipe, x, ["a", "b"], [1000])
     with pytest.raises(ValueError, match="memorizer"):
         steering.push_retention(pipe, x, ["a", "b"], [10], memorizer=torch.zeros(3, 4))

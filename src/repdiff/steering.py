@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .detection import decode_latents, encode_images, encode_prompts, representations
+from .detection import decode_latents, encode_images, encode_prompts, renoise, representations
 from .theory import empirical_denoiser
 
 __all__ = [
@@ -198,13 +198,10 @@ def push_retention(pipe, images: torch.Tensor, prompts: Sequence[str], timesteps
     alphas = pipe.scheduler.alphas_cumprod
     out = np.zeros((len(timesteps), len(images)))
     for k, t in enumerate(timesteps):
-        if not 0 <= int(t) < len(alphas):
-            raise ValueError(f"timesteps must be in [0, {len(alphas)}), got {t}")
-        a = alphas[int(t)].to(z)
-        noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + k)).to(z)
         estimates = []
-        for latents in (z, zp):
-            zt = a.sqrt() * latents + (1 - a).sqrt() * noise
+        for latents in (z, zp):  # the same noise for both: a generator seeded alike
+            zt = renoise(pipe, latents, int(t), torch.Generator(device=z.device).manual_seed(seed + k))
+            a = alphas[int(t)].to(z)
             if memorizer is not None:  # VP latents z_t/√ᾱ = z₀ + σ ε with σ = √((1 − ᾱ)/ᾱ)
                 sigma = float(((1 - a) / a).sqrt())
                 z0_hat = empirical_denoiser((zt / a.sqrt()).flatten(1), stored, sigma).reshape(z.shape)
