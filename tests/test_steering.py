@@ -145,3 +145,10 @@ def test_push_retention_rejects_bad_input(pipe):
         steering.push_retention(pipe, x, ["a", "b"], [1000])
     with pytest.raises(ValueError, match="memorizer"):
         steering.push_retention(pipe, x, ["a", "b"], [10], memorizer=torch.zeros(3, 4))
+
+
+def test_brightness():
+    x = torch.stack([-torch.ones(3, 2, 2), torch.ones(3, 2, 2), torch.zeros(3, 2, 2)])
+    np.testing.assert_allclose(steering.brightness(x), [0.0, 1.0, 0.5])
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        steering.brightness(x[0])

@@ -30,6 +30,7 @@ __all__ = [
     "concept_vectors",
     "steer",
     "attribute_slopes",
+    "brightness",
     "pixel_change",
     "push_retention",
     "pca_2d",
@@ -125,6 +126,17 @@ def attribute_slopes(a_values: Sequence[float], attribute: np.ndarray) -> np.nda
     return (ac @ (y - y.mean(0))) / (ac @ ac)
 
 
+def brightness(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Mean brightness of each image ``(N, C, H, W)`` in [-1, 1], on a 0 (black) to 1 (white) scale: ``(N,)``.
+
+    Chapter 14's attribute for the "white background" concept, and the quantity :func:`push_retention` follows.
+    """
+    x = torch.as_tensor(images)
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}")
+    return ((x + 1) / 2).mean(dim=(1, 2, 3)).cpu().numpy()
+
+
 def pixel_change(images: Sequence[torch.Tensor]) -> np.ndarray:
     """Root-mean-square pixel change of each prompt's image from its first (unsteered) version.
 
@@ -180,13 +192,10 @@ def push_retention(pipe, images: torch.Tensor, prompts: Sequence[str], timesteps
         raise ValueError(f"need one prompt per image: {len(prompts)} prompts for {len(images)} images")
     if not 0 < blend <= 1:
         raise ValueError(f"blend must be in (0, 1], got {blend}")
-    def brightness(x: torch.Tensor) -> torch.Tensor:
-        return ((x + 1) / 2).mean(dim=(1, 2, 3))
-
     pushed = (1 - blend) * images + blend * target
     z, zp = encode_images(pipe, images), encode_images(pipe, pushed)
     pushed_change = brightness(decode_latents(pipe, zp)) - brightness(decode_latents(pipe, z))
-    if (pushed_change.abs() < 1e-4).any():
+    if (np.abs(pushed_change) < 1e-4).any():
         raise ValueError("the push does not change some images' brightness (are they already the target colour?)")
     if memorizer is not None:
         if memorizer.ndim != 4 or memorizer.shape[1:] != z.shape[1:]:
@@ -211,7 +220,7 @@ def push_retention(pipe, images: torch.Tensor, prompts: Sequence[str], timesteps
                 eps = eps_u + guidance * (eps_c - eps_u)
                 z0_hat = (zt - (1 - a).sqrt() * eps) / a.sqrt()
             estimates.append(brightness(decode_latents(pipe, z0_hat)))
-        out[k] = ((estimates[1] - estimates[0]) / pushed_change).float().numpy()
+        out[k] = (estimates[1] - estimates[0]) / pushed_change
     return out
 
 
