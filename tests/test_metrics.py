@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.neighbors import NearestNeighbors
 
 from repdiff.metrics import (
+    count_copies,
     detection_metrics,
     memorization_fraction,
     nn_distance_ratio,
@@ -66,6 +67,18 @@ def test_copies_of_duplicated_training_points_count_as_memorized():
     novel = rng.standard_normal((200, 8)) * 3
     assert memorization_fraction(novel, train) < 0.2
     assert isinstance(memorization_fraction(torch.from_numpy(novel), torch.from_numpy(train)), float)
+
+
+def test_count_copies_counts_what_the_fraction_measures():
+    train = rng.standard_normal((10, 8))
+    mixed = np.concatenate([train[:4] + 1e-6 * rng.standard_normal((4, 8)), rng.standard_normal((6, 8)) * 3])
+    n = count_copies(mixed, train)
+    assert isinstance(n, int)
+    assert n == round(memorization_fraction(mixed, train) * len(mixed))
+    assert n >= 4
+    assert count_copies(mixed[:4], train) == 4
+    with pytest.raises(ValueError, match="threshold"):
+        count_copies(mixed, train, threshold=0.0)
 
 
 def test_nn_ratio_bad_input():

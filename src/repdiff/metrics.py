@@ -96,13 +96,23 @@ def nn_distance_ratio(samples: ArrayLike, train: ArrayLike, *, chunk_size: int =
     return like_input(torch.cat(ratios), was_np)
 
 
-def memorization_fraction(samples: ArrayLike, train: ArrayLike, threshold: float = 1 / 3) -> float:
-    """Fraction of samples whose nearest-neighbour distance ratio is below ``threshold`` (default 1/3)."""
+def _is_copy(samples: ArrayLike, train: ArrayLike, threshold: float) -> np.ndarray:
+    """``(N,)`` booleans: nearest-neighbour distance ratio below ``threshold``."""
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     r = nn_distance_ratio(samples, train)
     r = r if isinstance(r, np.ndarray) else r.detach().cpu().numpy()
-    return float(np.mean(r < threshold))
+    return r < threshold
+
+
+def memorization_fraction(samples: ArrayLike, train: ArrayLike, threshold: float = 1 / 3) -> float:
+    """Fraction of samples whose nearest-neighbour distance ratio is below ``threshold`` (default 1/3)."""
+    return float(np.mean(_is_copy(samples, train, threshold)))
+
+
+def count_copies(samples: ArrayLike, train: ArrayLike, threshold: float = 1 / 3) -> int:
+    """Number of samples that are copies of a training image by the same rule (Chapter 14's steered titles)."""
+    return int(np.sum(_is_copy(samples, train, threshold)))
 
 
 def _roc_points(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
