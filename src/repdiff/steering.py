@@ -33,6 +33,7 @@ __all__ = [
     "brightness",
     "pixel_change",
     "push_retention",
+    "latent_gain",
     "pca_2d",
 ]
 
@@ -197,30 +198,99 @@ def push_retention(pipe, images: torch.Tensor, prompts: Sequence[str], timesteps
     pushed_change = brightness(decode_latents(pipe, zp)) - brightness(decode_latents(pipe, z))
     if (np.abs(pushed_change) < 1e-4).any():
         raise ValueError("the push does not change some images' brightness (are they already the target colour?)")
-    if memorizer is not None:
-        if memorizer.ndim != 4 or memorizer.shape[1:] != z.shape[1:]:
-            raise ValueError(f"memorizer must be latents (M, {', '.join(map(str, z.shape[1:]))}), "
-                             f"got {tuple(memorizer.shape)}")
-        stored = memorizer.flatten(1).to(z)
-    else:
-        ctx = torch.cat([encode_prompts(pipe, [""] * len(prompts)), encode_prompts(pipe, list(prompts))])
-    alphas = pipe.scheduler.alphas_cumprod
+    stored = _check_memorizer(memorizer, z)
+    ctx = None if stored is not None else torch.cat([encode_prompts(pipe, [""] * len(prompts)),
+                                                     encode_prompts(pipe, list(prompts))])
     out = np.zeros((len(timesteps), len(images)))
     for k, t in enumerate(timesteps):
         estimates = []
         for latents in (z, zp):  # the same noise for both: a generator seeded alike
             zt = renoise(pipe, latents, int(t), torch.Generator(device=z.device).manual_seed(seed + k))
-            a = alphas[int(t)].to(z)
-            if memorizer is not None:  # VP latents z_t/√ᾱ = z₀ + σ ε with σ = √((1 − ᾱ)/ᾱ)
-                sigma = float(((1 - a) / a).sqrt())
-                z0_hat = empirical_denoiser((zt / a.sqrt()).flatten(1), stored, sigma).reshape(z.shape)
-            else:
-                eps_u, eps_c = pipe.unet(torch.cat([zt, zt]).to(pipe.unet.dtype), int(t),
-                                         encoder_hidden_states=ctx).sample.to(z).chunk(2)
-                eps = eps_u + guidance * (eps_c - eps_u)
-                z0_hat = (zt - (1 - a).sqrt() * eps) / a.sqrt()
+            z0_hat = _one_pass_estimate(pipe, zt, int(t), ctx, guidance, stored)
             estimates.append(brightness(decode_latents(pipe, z0_hat)))
         out[k] = (estimates[1] - estimates[0]) / pushed_change
+    return out
+
+
+def _check_memorizer(memorizer: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor | None:
+    """``memorizer`` latents ``(M, C, h, w)`` flattened to ``(M, D)`` (``None`` stays ``None``)."""
+    if memorizer is None:
+        return None
+    if memorizer.ndim != 4 or memorizer.shape[1:] != z.shape[1:]:
+        raise ValueError(f"memorizer must be latents (M, {', '.join(map(str, z.shape[1:]))}), "
+                         f"got {tuple(memorizer.shape)}")
+    return memorizer.flatten(1).to(z)
+
+
+def _one_pass_estimate(pipe, zt: torch.Tensor, t: int, ctx: torch.Tensor | None, guidance: float,
+                       stored: torch.Tensor | None) -> torch.Tensor:
+    """Clean estimate ẑ₀ ``(N, C, h, w)`` of one denoising pass from ``zt`` at timestep ``t``.
+
+    With ``stored`` latents ``(M, D)``: the optimal denoiser of their empirical distribution (paper Eq. 3), on
+    the VP latents z_t/√ᾱ = z₀ + σ ε with σ = √((1 − ᾱ)/ᾱ). Otherwise the guided U-Net, ``ctx`` holding the
+    empty-prompt states of the ``N`` inputs followed by their prompts' states: ẑ₀ = (z_t − √(1 − ᾱ) ε̂) / √ᾱ.
+    """
+    a = pipe.scheduler.alphas_cumprod[t].to(zt)
+    if stored is not None:
+        sigma = float(((1 - a) / a).sqrt())
+        return empirical_denoiser((zt / a.sqrt()).flatten(1), stored, sigma).reshape(zt.shape)
+    eps_u, eps_c = pipe.unet(torch.cat([zt, zt]).to(pipe.unet.dtype), t,
+                             encoder_hidden_states=ctx).sample.to(zt).chunk(2)
+    eps = eps_u + guidance * (eps_c - eps_u)
+    return (zt - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+@torch.no_grad()
+def latent_gain(pipe, latents: torch.Tensor, prompts: Sequence[str], directions: torch.Tensor,
+                timesteps: Sequence[int], *, step: float = 1.0, guidance: float = 7.5, seed: int = 0,
+                memorizer: torch.Tensor | None = None) -> np.ndarray:
+    """How much of a shift of the latent along a direction one denoising pass keeps (Chapter 14).
+
+    Each latent ``z`` is shifted by ``step`` along its unit direction ``u = d / ‖d‖``; ``z`` and ``z + step·u``
+    are noised to ``t`` with the same noise, and the gain is the part of the change of the clean estimate that
+    lies along ``u``, per unit shift:
+
+        gain = ⟨ẑ₀(z + step·u) − ẑ₀(z), u⟩ / step.
+
+    0: the pass removes the shift (a perfect memorizer near its stored points, or a denoiser treating it as
+    noise); 1: it passes the shift on in full. Where :func:`push_retention` follows one decoded attribute, this
+    looks at any direction in latent space: a random one, the push toward white, or a constant per channel
+    (the spatial mean of each latent channel). Draw random directions from another generator than the noise
+    (``seed``): a direction parallel to the noise itself is not a shift the denoiser can tell from noise level.
+
+    Args:
+        latents: ``(N, C, h, w)`` clean latents (:func:`~repdiff.detection.encode_images`).
+        prompts: ``N`` prompts, one per latent (guided with the empty prompt, as in sampling).
+        directions: ``(N, C, h, w)`` one direction per latent (any nonzero length).
+        timesteps: training timesteps in ``[0, 1000)``.
+        memorizer: optional ``(M, C, h, w)`` training latents: use the optimal denoiser of their empirical
+            distribution (paper Eq. 3) instead of the U-Net; ``prompts`` and ``guidance`` are then unused.
+    Returns:
+        ``(len(timesteps), N)`` gains.
+    """
+    if latents.ndim != 4:
+        raise ValueError(f"latents must have shape (N, C, h, w), got {tuple(latents.shape)}")
+    if directions.shape != latents.shape:
+        raise ValueError(f"directions must have the latents' shape {tuple(latents.shape)}, "
+                         f"got {tuple(directions.shape)}")
+    if len(prompts) != len(latents):
+        raise ValueError(f"need one prompt per latent: {len(prompts)} prompts for {len(latents)} latents")
+    if step <= 0:
+        raise ValueError(f"step must be > 0, got {step}")
+    norms = directions.flatten(1).norm(dim=1)
+    if (norms == 0).any():
+        raise ValueError("every direction must be nonzero")
+    u = (directions / norms.view(-1, 1, 1, 1)).to(latents)
+    stored = _check_memorizer(memorizer, latents)
+    ctx = None if stored is not None else torch.cat([encode_prompts(pipe, [""] * len(prompts)),
+                                                     encode_prompts(pipe, list(prompts))])
+    out = np.zeros((len(timesteps), len(latents)))
+    for k, t in enumerate(timesteps):
+        estimates = []
+        for z in (latents, latents + step * u):  # the same noise for both: a generator seeded alike
+            zt = renoise(pipe, z, int(t), torch.Generator(device=z.device).manual_seed(seed + k))
+            estimates.append(_one_pass_estimate(pipe, zt, int(t), ctx, guidance, stored))
+        out[k] = ((estimates[1] - estimates[0]) * u).flatten(1).sum(1).float().cpu().numpy() / step
     return out
 
 
