@@ -198,28 +198,30 @@ def push_retention(pipe, images: torch.Tensor, prompts: Sequence[str], timesteps
     pushed_change = brightness(decode_latents(pipe, zp)) - brightness(decode_latents(pipe, z))
     if (np.abs(pushed_change) < 1e-4).any():
         raise ValueError("the push does not change some images' brightness (are they already the target colour?)")
-    stored = _check_memorizer(memorizer, z)
-    ctx = None if stored is not None else torch.cat([encode_prompts(pipe, [""] * len(prompts)),
-                                                     encode_prompts(pipe, list(prompts))])
     out = np.zeros((len(timesteps), len(images)))
-    for k, t in enumerate(timesteps):
-        estimates = []
-        for latents in (z, zp):  # the same noise for both: a generator seeded alike
-            zt = renoise(pipe, latents, int(t), torch.Generator(device=z.device).manual_seed(seed + k))
-            z0_hat = _one_pass_estimate(pipe, zt, int(t), ctx, guidance, stored)
-            estimates.append(brightness(decode_latents(pipe, z0_hat)))
-        out[k] = (estimates[1] - estimates[0]) / pushed_change
+    pairs = _paired_estimates(pipe, z, zp, prompts, timesteps, guidance=guidance, seed=seed, memorizer=memorizer)
+    for k, (est, est_pushed) in enumerate(pairs):
+        out[k] = (brightness(decode_latents(pipe, est_pushed)) - brightness(decode_latents(pipe, est))) / pushed_change
     return out
 
 
-def _check_memorizer(memorizer: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor | None:
-    """``memorizer`` latents ``(M, C, h, w)`` flattened to ``(M, D)`` (``None`` stays ``None``)."""
-    if memorizer is None:
-        return None
-    if memorizer.ndim != 4 or memorizer.shape[1:] != z.shape[1:]:
-        raise ValueError(f"memorizer must be latents (M, {', '.join(map(str, z.shape[1:]))}), "
-                         f"got {tuple(memorizer.shape)}")
-    return memorizer.flatten(1).to(z)
+def _paired_estimates(pipe, z: torch.Tensor, z_moved: torch.Tensor, prompts: Sequence[str],
+                      timesteps: Sequence[int], *, guidance: float, seed: int,
+                      memorizer: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """For the k-th timestep t: the one-pass clean estimates of ``z`` and ``z_moved`` ``(N, C, h, w)``, both
+    noised to t with the same noise (a generator seeded ``seed + k``). Shared by :func:`push_retention` and
+    :func:`latent_gain`; see :func:`_one_pass_estimate` for the U-Net and the memorizer."""
+    stored = None
+    if memorizer is not None:
+        if memorizer.ndim != 4 or memorizer.shape[1:] != z.shape[1:]:
+            raise ValueError(f"memorizer must be latents (M, {', '.join(map(str, z.shape[1:]))}), "
+                             f"got {tuple(memorizer.shape)}")
+        stored = memorizer.flatten(1).to(z)
+    ctx = None if stored is not None else torch.cat([encode_prompts(pipe, [""] * len(prompts)),
+                                                     encode_prompts(pipe, list(prompts))])
+    for k, t in enumerate(timesteps):
+        noisy = [renoise(pipe, x, int(t), torch.Generator(device=z.device).manual_seed(seed + k)) for x in (z, z_moved)]
+        yield tuple(_one_pass_estimate(pipe, zt, int(t), ctx, guidance, stored) for zt in noisy)
 
 
 def _one_pass_estimate(pipe, zt: torch.Tensor, t: int, ctx: torch.Tensor | None, guidance: float,
@@ -281,16 +283,11 @@ def latent_gain(pipe, latents: torch.Tensor, prompts: Sequence[str], directions:
     if (norms == 0).any():
         raise ValueError("every direction must be nonzero")
     u = (directions / norms.view(-1, 1, 1, 1)).to(latents)
-    stored = _check_memorizer(memorizer, latents)
-    ctx = None if stored is not None else torch.cat([encode_prompts(pipe, [""] * len(prompts)),
-                                                     encode_prompts(pipe, list(prompts))])
     out = np.zeros((len(timesteps), len(latents)))
-    for k, t in enumerate(timesteps):
-        estimates = []
-        for z in (latents, latents + step * u):  # the same noise for both: a generator seeded alike
-            zt = renoise(pipe, z, int(t), torch.Generator(device=z.device).manual_seed(seed + k))
-            estimates.append(_one_pass_estimate(pipe, zt, int(t), ctx, guidance, stored))
-        out[k] = ((estimates[1] - estimates[0]) * u).flatten(1).sum(1).float().cpu().numpy() / step
+    pairs = _paired_estimates(pipe, latents, latents + step * u, prompts, timesteps, guidance=guidance, seed=seed,
+                              memorizer=memorizer)
+    for k, (est, est_shifted) in enumerate(pairs):
+        out[k] = ((est_shifted - est) * u).flatten(1).sum(1).float().cpu().numpy() / step
     return out
 
 
