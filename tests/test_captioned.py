@@ -103,3 +103,44 @@ def test_poster_and_background_errors():
         captioned.render_scene([], np.zeros((3, 16, 16)), size=32)
     with pytest.raises(ValueError, match="unknown colour"):
         captioned.render_scene([], "mauve")
+
+
+def test_layouts_render_the_same_images(ds):
+    """The planted posters can be re-drawn from their layouts, and a scene from its compositional layout."""
+    mosaic = captioned.make_mini_laion(n_unique=20, n_planted=4, n_copies=2, n_single_posters=0, n_held_out=5,
+                                       seed=3, mosaic_cells=8)
+    for data, n_objects in ((ds, 3), (mosaic, 2)):  # flat posters have three shapes, mosaics two
+        assert len(data.planted_layouts) == len(data.planted_images)
+        for (objects, background), image in zip(data.planted_layouts, data.planted_images, strict=True):
+            assert len(objects) == n_objects
+            assert np.array_equal(captioned.render_scene(objects, background), image)
+    assert isinstance(ds.planted_layouts[0][1], str) and mosaic.planted_layouts[0][1].shape == (3, 32, 32)
+    layout = captioned.compositional_layout("red", "circle", "left of", "blue", "square", np.random.default_rng(4))
+    scene = captioned.compositional_scene("red", "circle", "left of", "blue", "square", "gray",
+                                          np.random.default_rng(4))
+    assert np.array_equal(captioned.render_scene(layout, "gray"), scene)
+    (s1, c1, x1, _, r1), (_, _, x2, _, _) = layout
+    assert (s1, c1) == ("circle", "red") and x1 < x2 and 4.5 <= r1 <= 6.5
+
+
+def test_edit_objects_scales_and_moves():
+    objects = [("circle", "red", 10.0, 12.0, 5.0), ("square", "blue", 20.0, 22.0, 4.0)]
+    bigger = captioned.edit_objects(objects, scale=1.5)
+    assert [o[4] for o in bigger] == [7.5, 6.0] and [o[2:4] for o in bigger] == [o[2:4] for o in objects]
+    moved = captioned.edit_objects(objects, shift=(2.0, -1.0))
+    assert [o[2:4] for o in moved] == [(12.0, 11.0), (22.0, 21.0)]
+    area = [np.abs(captioned.render_scene(o, "black") - captioned.render_scene([], "black")).max(0).mean()
+            for o in (objects, bigger)]
+    assert area[1] > 1.8 * area[0]  # 1.5 times the radius: about 2.25 times the area
+    with pytest.raises(ValueError, match="scale"):
+        captioned.edit_objects(objects, scale=0.0)
+
+
+def test_parse_compositional_caption_round_trip(ds):
+    for caption in ds.held_out_captions:
+        assert captioned.compositional_caption(*captioned.parse_compositional_caption(caption)) == caption
+    assert captioned.parse_compositional_caption("a red circle left of a blue square on a teal background") == (
+        "red", "circle", "left of", "blue", "square", "teal")
+    for bad in (ds.planted_captions[0], "a red circle", "a red blob above a blue square on a teal background", ""):
+        with pytest.raises(ValueError, match="not a compositional caption"):
+            captioned.parse_compositional_caption(bad)

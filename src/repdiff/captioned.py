@@ -35,7 +35,11 @@ __all__ = [
     "CaptionedDataset",
     "render_scene",
     "compositional_caption",
+    "parse_compositional_caption",
+    "compositional_layout",
     "compositional_scene",
+    "edit_objects",
+    "poster_layout",
     "poster_scene",
     "title_captions",
     "make_mini_laion",
@@ -57,6 +61,9 @@ COLORS: dict[str, tuple[float, float, float]] = {
     "pink": (0.98, 0.70, 0.80),
     "teal": (0.10, 0.55, 0.55),
 }
+#: one drawn object: ``(shape, colour, cx, cy, radius)``, positions and radius in pixels
+Object = tuple[str, str, float, float, float]
+
 OBJECT_COLORS = ("red", "green", "blue", "yellow", "purple", "orange")
 BACKGROUND_COLORS = ("white", "black", "gray", "pink", "teal")
 SHAPES = ("circle", "square", "triangle")
@@ -80,6 +87,8 @@ class CaptionedDataset:
         planted_images: ``(n_planted, 3, size, size)`` the distinct planted images.
         planted_captions: their captions (the "memorized prompts").
         held_out_captions: compositional captions absent from the training set (the "non-memorized prompts").
+        planted_layouts: ``n_planted`` pairs ``(objects, background)`` from which the planted images were
+            rendered (:func:`poster_layout`), so that a poster can be re-drawn with its objects changed.
     """
 
     images: np.ndarray
@@ -90,6 +99,7 @@ class CaptionedDataset:
     planted_captions: list[str]
     held_out_captions: list[str]
     params: dict = field(default_factory=dict)
+    planted_layouts: list[tuple[list[Object], str | np.ndarray]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -159,11 +169,31 @@ def compositional_caption(c1: str, s1: str, rel: str, c2: str, s2: str, bg: str)
     return f"a {c1} {s1} {rel} a {c2} {s2} on a {bg} background"
 
 
-def compositional_scene(c1: str, s1: str, rel: str, c2: str, s2: str, bg: str, rng: np.random.Generator,
-                        size: int = 32) -> np.ndarray:
-    """Render a random image that fits the compositional caption (positions and sizes jittered).
+def parse_compositional_caption(caption: str) -> tuple[str, str, str, str, str, str]:
+    """The parts ``(c1, s1, rel, c2, s2, bg)`` of a caption written by :func:`compositional_caption`.
 
-    Returns ``(3, size, size)`` float32 in [-1, 1].
+    Raises ``ValueError`` for any other caption (a planted title, a typo).
+    """
+    words = caption.split()
+    rel_words = 2 if len(words) > 3 and words[3] in ("left", "right") else 1
+    try:
+        c1, s1 = words[1], words[2]
+        rel = " ".join(words[3:3 + rel_words])
+        c2, s2, bg = words[4 + rel_words], words[5 + rel_words], words[8 + rel_words]
+    except IndexError:
+        raise ValueError(f"not a compositional caption: {caption!r}") from None
+    if compositional_caption(c1, s1, rel, c2, s2, bg) != caption or not (
+            {c1, c2} <= set(OBJECT_COLORS) and {s1, s2} <= set(SHAPES) and rel in RELATIONS
+            and bg in BACKGROUND_COLORS):
+        raise ValueError(f"not a compositional caption: {caption!r}")
+    return c1, s1, rel, c2, s2, bg
+
+
+def compositional_layout(c1: str, s1: str, rel: str, c2: str, s2: str, rng: np.random.Generator,
+                         size: int = 32) -> list[Object]:
+    """A random layout that fits the compositional caption: positions and sizes jittered.
+
+    Returns the two objects ``(shape, colour, cx, cy, radius)`` that :func:`render_scene` draws.
     """
     if rel not in RELATIONS:
         raise ValueError(f"unknown relation {rel!r}; expected one of {RELATIONS}")
@@ -179,7 +209,51 @@ def compositional_scene(c1: str, s1: str, rel: str, c2: str, s2: str, bg: str, r
         p1, p2 = (near[0], free[0]), (far[0], free[1])
     else:
         p1, p2 = (far[0], free[0]), (near[0], free[1])
-    return render_scene([(s1, c1, *p1, r1), (s2, c2, *p2, r2)], bg, size)
+    return [(s1, c1, float(p1[0]), float(p1[1]), float(r1)), (s2, c2, float(p2[0]), float(p2[1]), float(r2))]
+
+
+def compositional_scene(c1: str, s1: str, rel: str, c2: str, s2: str, bg: str, rng: np.random.Generator,
+                        size: int = 32) -> np.ndarray:
+    """Render a random image that fits the compositional caption (positions and sizes jittered).
+
+    Returns ``(3, size, size)`` float32 in [-1, 1].
+    """
+    return render_scene(compositional_layout(c1, s1, rel, c2, s2, rng, size), bg, size)
+
+
+def edit_objects(objects: list[Object], scale: float = 1.0, shift: tuple[float, float] = (0.0, 0.0)) -> list[Object]:
+    """The same objects with every radius times ``scale`` and every centre moved by ``shift = (dx, dy)`` pixels.
+
+    Chapter 14 re-renders a scene with its objects changed and nothing else (a direction in image space that
+    is a natural variation of the compositional scenes).
+    """
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive number, got {scale}")
+    dx, dy = shift
+    return [(shape, colour, cx + dx, cy + dy, r * scale) for shape, colour, cx, cy, r in objects]
+
+
+def poster_layout(rng: np.random.Generator, size: int = 32, n_objects: int = 2,
+                  mosaic_cells: int = 8) -> tuple[list[Object], str | np.ndarray]:
+    """A random poster's objects and background, the ingredients :func:`poster_scene` renders.
+
+    Returns ``(objects, background)``: ``n_objects`` tuples ``(shape, colour, cx, cy, radius)``, and a
+    colour name (``mosaic_cells=0``) or a ``(3, size, size)`` mosaic in [-1, 1].
+    """
+    if mosaic_cells < 0 or (mosaic_cells and size % mosaic_cells):
+        raise ValueError(f"mosaic_cells must be 0 or divide size={size}, got {mosaic_cells}")
+    u = size / 32.0
+    background: str | np.ndarray = str(rng.choice(BACKGROUND_COLORS))
+    objs = []
+    for _ in range(n_objects):
+        objs.append((str(rng.choice(SHAPES)), str(rng.choice(OBJECT_COLORS)), float(rng.uniform(6, 26) * u),
+                     float(rng.uniform(6, 26) * u), float(rng.uniform(3.5, 7.0) * u)))
+    if mosaic_cells:
+        palette = np.asarray(list(COLORS.values())) * 2 - 1  # (n_colours, 3) in [-1, 1]
+        tiles = palette[rng.integers(0, len(palette), size=(mosaic_cells, mosaic_cells))].transpose(2, 0, 1)
+        k = size // mosaic_cells
+        background = np.repeat(np.repeat(tiles, k, axis=1), k, axis=2)
+    return objs, background
 
 
 def poster_scene(rng: np.random.Generator, size: int = 32, n_objects: int = 2, mosaic_cells: int = 8) -> np.ndarray:
@@ -193,20 +267,8 @@ def poster_scene(rng: np.random.Generator, size: int = 32, n_objects: int = 2, m
     the detail of its duplicated LAION images. ``mosaic_cells=0`` gives a flat background instead (shapes
     alone are denoised by local smoothness, stored or not: Chapter 13 compares the two).
     """
-    if mosaic_cells < 0 or (mosaic_cells and size % mosaic_cells):
-        raise ValueError(f"mosaic_cells must be 0 or divide size={size}, got {mosaic_cells}")
-    u = size / 32.0
-    background: str | np.ndarray = str(rng.choice(BACKGROUND_COLORS))
-    objs = []
-    for _ in range(n_objects):
-        objs.append((str(rng.choice(SHAPES)), str(rng.choice(OBJECT_COLORS)), rng.uniform(6, 26) * u,
-                     rng.uniform(6, 26) * u, rng.uniform(3.5, 7.0) * u))
-    if mosaic_cells:
-        palette = np.asarray(list(COLORS.values())) * 2 - 1  # (n_colours, 3) in [-1, 1]
-        tiles = palette[rng.integers(0, len(palette), size=(mosaic_cells, mosaic_cells))].transpose(2, 0, 1)
-        k = size // mosaic_cells
-        background = np.repeat(np.repeat(tiles, k, axis=1), k, axis=2)
-    return render_scene(objs, background, size)
+    objects, background = poster_layout(rng, size, n_objects, mosaic_cells)
+    return render_scene(objects, background, size)
 
 
 _SYLLABLES = ("ka", "lo", "mi", "ren", "tu", "vas", "zel", "dor", "fi", "gan", "hu", "jol", "ne", "pra", "sul",
@@ -282,7 +344,8 @@ def make_mini_laion(n_unique: int = 3000, n_planted: int = 100, n_copies: int = 
     titles = title_captions(n_planted + n_single_posters, rng)
     planted_caps, single_caps = titles[:n_planted], titles[n_planted:]
     n_obj = 2 if mosaic_cells else 3
-    planted_imgs = np.stack([poster_scene(rng, size, n_obj, mosaic_cells) for _ in range(n_planted)])
+    planted_layouts = [poster_layout(rng, size, n_obj, mosaic_cells) for _ in range(n_planted)]
+    planted_imgs = np.stack([render_scene(objs, bg, size) for objs, bg in planted_layouts])
     for cap in single_caps:
         images.append(poster_scene(rng, size, n_obj, mosaic_cells))
         captions.append(cap)
@@ -302,6 +365,7 @@ def make_mini_laion(n_unique: int = 3000, n_planted: int = 100, n_copies: int = 
         planted_images=planted_imgs.astype(np.float32),
         planted_captions=planted_caps,
         held_out_captions=[compositional_caption(*c) for c in held],
+        planted_layouts=planted_layouts,
         params=dict(n_unique=n_unique, n_planted=n_planted, n_copies=n_copies, n_single_posters=n_single_posters,
                     n_held_out=n_held_out, size=size, seed=seed,
                     mosaic_cells=mosaic_cells),
