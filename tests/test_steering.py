@@ -159,6 +159,11 @@ def test_latent_gain_against_scheduler_and_memorizer(pipe):
     # at t = 0 the clean estimate is almost the noisy input itself, so a U-Net passes a shift on in full
     near_identity = steering.latent_gain(pipe, z, prompts, d, [0], step=0.1)
     assert np.all(near_identity > 0.9)
+    # guidance 0 is the unconditional pass alone: the same as any guidance with the empty prompt in both branches
+    uncond = steering.latent_gain(pipe, z, prompts, d, [40, 600], step=0.5, guidance=0.0, seed=3)
+    empty = steering.latent_gain(pipe, z, [""] * 3, d, [40, 600], step=0.5, guidance=7.5, seed=3)
+    np.testing.assert_allclose(uncond, empty, atol=1e-4)
+    assert np.abs(uncond - got).max() > 1e-3  # and not what the prompts give with guidance
 
 
 def test_latent_gain_rejects_bad_input(pipe):

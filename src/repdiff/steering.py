@@ -236,9 +236,12 @@ def _one_pass_estimate(pipe, zt: torch.Tensor, t: int, ctx: torch.Tensor | None,
     if stored is not None:
         sigma = float(((1 - a) / a).sqrt())
         return empirical_denoiser((zt / a.sqrt()).flatten(1), stored, sigma).reshape(zt.shape)
-    eps_u, eps_c = pipe.unet(torch.cat([zt, zt]).to(pipe.unet.dtype), t,
-                             encoder_hidden_states=ctx).sample.to(zt).chunk(2)
-    eps = eps_u + guidance * (eps_c - eps_u)
+    if guidance == 0:  # the unconditional pass alone (the conditional one would be multiplied by 0)
+        eps = pipe.unet(zt.to(pipe.unet.dtype), t, encoder_hidden_states=ctx[:len(zt)]).sample.to(zt)
+    else:
+        eps_u, eps_c = pipe.unet(torch.cat([zt, zt]).to(pipe.unet.dtype), t,
+                                 encoder_hidden_states=ctx).sample.to(zt).chunk(2)
+        eps = eps_u + guidance * (eps_c - eps_u)
     return (zt - (1 - a).sqrt() * eps) / a.sqrt()
 
 
