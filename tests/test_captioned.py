@@ -144,3 +144,13 @@ def test_parse_compositional_caption_round_trip(ds):
     for bad in (ds.planted_captions[0], "a red circle", "a red blob above a blue square on a teal background", ""):
         with pytest.raises(ValueError, match="not a compositional caption"):
             captioned.parse_compositional_caption(bad)
+
+
+def test_render_layouts_draws_the_edited_objects(ds):
+    layouts = ds.planted_layouts[:3]
+    np.testing.assert_array_equal(captioned.render_layouts(layouts), ds.planted_images[:3])
+    moved = captioned.render_layouts(layouts, scale=1.2, shift=(1.0, 0.0))
+    expected = [captioned.render_scene(captioned.edit_objects(o, scale=1.2, shift=(1.0, 0.0)), bg) for o, bg in layouts]
+    np.testing.assert_array_equal(moved, np.stack(expected))
+    with pytest.raises(ValueError, match="no layouts"):
+        captioned.render_layouts([])

@@ -39,6 +39,7 @@ __all__ = [
     "compositional_layout",
     "compositional_scene",
     "edit_objects",
+    "render_layouts",
     "poster_layout",
     "poster_scene",
     "title_captions",
@@ -231,6 +232,18 @@ def edit_objects(objects: list[Object], scale: float = 1.0, shift: tuple[float, 
         raise ValueError(f"scale must be a positive number, got {scale}")
     dx, dy = shift
     return [(shape, colour, cx + dx, cy + dy, r * scale) for shape, colour, cx, cy, r in objects]
+
+
+def render_layouts(layouts: list[tuple[list[Object], str | np.ndarray]], scale: float = 1.0,
+                   shift: tuple[float, float] = (0.0, 0.0), size: int = 32) -> np.ndarray:
+    """Draw each ``(objects, background)`` layout, its objects changed by :func:`edit_objects` (Chapter 14).
+
+    Returns ``(N, 3, size, size)`` float32 in [-1, 1].
+    """
+    if not layouts:
+        raise ValueError("no layouts to render")
+    return np.stack([render_scene(edit_objects(objects, scale, shift), background, size)
+                     for objects, background in layouts])
 
 
 def poster_layout(rng: np.random.Generator, size: int = 32, n_objects: int = 2,

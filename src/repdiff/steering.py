@@ -217,6 +217,8 @@ def _paired_estimates(pipe, z: torch.Tensor, z_moved: torch.Tensor, prompts: Seq
             raise ValueError(f"memorizer must be latents (M, {', '.join(map(str, z.shape[1:]))}), "
                              f"got {tuple(memorizer.shape)}")
         stored = memorizer.flatten(1).to(z)
+    if all(p == "" for p in prompts):  # both branches are then the same pass: compute it once
+        guidance = 0.0
     ctx = None if stored is not None else torch.cat([encode_prompts(pipe, [""] * len(prompts)),
                                                      encode_prompts(pipe, list(prompts))])
     for k, t in enumerate(timesteps):
