@@ -78,3 +78,14 @@ def test_image_grid_accepts_flat_and_nchw():
     plt.close(fig)
     with pytest.raises(ValueError, match="expected images"):
         repdiff.plotting.image_grid(np.zeros((3, 64)))
+
+
+def test_plot_steering_sweep():
+    a = [0.0, 0.1]
+    attr = {"gen": np.zeros((2, 4)), "mem": np.ones((2, 4))}
+    ims = {g: [torch.zeros(4, 3, 8, 8)] * 2 for g in ("gen", "mem")}
+    fig = repdiff.plotting.plot_steering_sweep(a, attr, attr, [2, 1], ims, attribute_label="x", n_examples=2)
+    assert len(fig.axes) == 3
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one entry per strength"):
+        repdiff.plotting.plot_steering_sweep(a, attr, attr, [2], ims, attribute_label="x")

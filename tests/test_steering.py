@@ -203,3 +203,55 @@ def test_brightness():
     np.testing.assert_allclose(steering.brightness(x), [0.0, 1.0, 0.5])
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         steering.brightness(x[0])
+
+
+def test_spatial_concept_vector_and_map_hook(pipe):
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    site = "up_blocks.1.resnets.1"
+    v = steering.concept_vectors(pipe, x, "", sites=[site], seed=3, spatial=True)[site]
+    pooled = steering.concept_vectors(pipe, x, "", sites=[site], seed=3)[site]
+    assert v.ndim == 3
+    torch.testing.assert_close(v.mean(dim=(1, 2)), pooled, rtol=1e-5, atol=1e-5)  # pooling commutes with the mean
+    vz = steering.without_channel_means({site: v})[site]
+    assert vz.shape == v.shape
+    torch.testing.assert_close(vz.mean(dim=(1, 2)), torch.zeros(v.shape[0]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(v - vz, pooled.view(-1, 1, 1).expand_as(v), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(C, h, w\)"):
+        steering.without_channel_means({site: pooled})
+    # the map is added where it was measured, on the conditional half only
+    z = torch.randn_like(detection.encode_images(pipe, x[:2]))  # the latent size v was measured at
+    ctx = detection.encode_prompts(pipe, ["", "a red circle above a blue square on a white background"])
+    with torch.no_grad():
+        with detection.capture(pipe.unet, [site]) as plain:
+            pipe.unet(z, 300, encoder_hidden_states=ctx)
+        with steering.steer(pipe.unet, {site: vz}, 0.5, start=0, stop=1), \
+                detection.capture(pipe.unet, [site]) as steered:
+            pipe.unet(z, 300, encoder_hidden_states=ctx)
+    diff = steered[site][0] - plain[site][0]
+    torch.testing.assert_close(diff[0], torch.zeros_like(diff[0]))
+    torch.testing.assert_close(diff[1], 0.5 * vz, rtol=1e-5, atol=1e-5)
+    # a map of the wrong size is refused with the shapes named, and the hooks still come off
+    with pytest.raises(ValueError, match="block outputs"), \
+            steering.steer(pipe.unet, {site: vz[:, :1, :1]}, 0.5, start=0, stop=1), torch.no_grad():
+        pipe.unet(z, 300, encoder_hidden_states=ctx)
+    assert all(len(m._forward_hooks) == 0 for m in pipe.unet.modules())
+
+
+def test_horizontal_moment():
+    from repdiff import captioned
+
+    bg = captioned.render_scene([], "gray")
+    right = captioned.render_scene([("circle", "red", 24.0, 16.0, 4.0)], "gray")
+    left = captioned.render_scene([("circle", "red", 8.0, 16.0, 4.0)], "gray")  # the mirror image of `right`
+    m = steering.horizontal_moment(np.stack([bg, right, left]), bg)
+    assert m[0] == 0 and m[1] > 0.01
+    np.testing.assert_allclose(m[2], -m[1], rtol=1e-5)
+    # per-image backgrounds: a mosaic is no shape
+    mosaic = captioned.poster_layout(np.random.default_rng(0))[1]
+    on_mosaic = captioned.render_scene([("square", "blue", 24.0, 10.0, 4.0)], mosaic)
+    m2 = steering.horizontal_moment(np.stack([mosaic, on_mosaic]), np.stack([mosaic, mosaic]))
+    assert m2[0] == 0 and m2[1] > 0.01
+    with pytest.raises(ValueError, match="backgrounds"):
+        steering.horizontal_moment(np.stack([bg, right]), np.stack([bg, bg, bg]))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        steering.horizontal_moment(bg, bg)

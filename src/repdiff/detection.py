@@ -331,9 +331,13 @@ def representations(pipe, latents: torch.Tensor, sites: Sequence[str], *, t: int
                     batch_size: int = 100) -> dict[tuple[str, str], torch.Tensor]:
     """Pooled U-Net activations of re-noised latents: one pass per image, conditioned on ``prompt``.
 
-    Returns ``{(site, pooling): (N, C)}``. The default ``prompt=""`` is the paper's prompt-free setting.
+    Returns ``{(site, pooling): (N, C)}``; ``pooling="none"`` keeps the map, ``(N, C, H, W)`` (Chapter 14's
+    spatial steering vectors). The default ``prompt=""`` is the paper's prompt-free setting.
     """
     poolings = [pooling] if isinstance(pooling, str) else list(pooling)
+    for p in poolings:
+        if p != "none" and p not in POOLINGS:
+            raise ValueError(f"pooling must be 'none' or one of {POOLINGS}, got {p!r}")
     unet = pipe.unet
     gen = torch.Generator(device="cpu").manual_seed(seed)
     ctx1 = encode_prompts(pipe, [prompt])
@@ -346,7 +350,8 @@ def representations(pipe, latents: torch.Tensor, sites: Sequence[str], *, t: int
             unet(zt, int(t), encoder_hidden_states=ctx1.expand(len(z), -1, -1))
         for s in sites:
             for p in poolings:
-                out[(s, p)].append(pool(store[s][0].float(), p).cpu())
+                h = store[s][0].float()
+                out[(s, p)].append((h if p == "none" else pool(h, p)).cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
 

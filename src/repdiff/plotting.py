@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["COLORS", "MEM_COLOR", "GEN_COLOR", "use_course_style", "show_images", "image_grid", "plot_denoiser_field"]
+__all__ = ["COLORS", "MEM_COLOR", "GEN_COLOR", "use_course_style", "show_images", "image_grid", "plot_denoiser_field",
+           "plot_steering_sweep"]
 
 # Okabe-Ito palette: distinguishable under the common forms of colour blindness.
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -101,6 +102,60 @@ def show_images(images: np.ndarray | torch.Tensor, **kwargs) -> plt.Figure:
     """Like :func:`image_grid`, then ``plt.show()``."""
     fig = image_grid(images, **kwargs)
     plt.show()
+    return fig
+
+
+def plot_steering_sweep(a_values: Sequence[float], attribute: dict[str, np.ndarray], change: dict[str, np.ndarray],
+                        copies: Sequence[int], images: dict[str, Sequence[torch.Tensor]], *,
+                        attribute_label: str, n_examples: int = 3) -> plt.Figure:
+    """Chapter 14's steering figure: attribute and RMS change against ``a``, and example images.
+
+    Args:
+        a_values: ``K`` strengths.
+        attribute, change: ``{"gen": (K, P), "mem": (K, P)}``, per prompt (mean ± standard error drawn).
+        copies: ``K`` counts of memorized samples that are still copies, written next to their change.
+        images: ``{"gen": K tensors (P, 3, H, W), "mem": ...}`` in [-1, 1]; the first ``n_examples`` prompts of
+            each group are drawn, one row each with ``a`` growing to the right, or, with fewer strengths than
+            drawn prompts, one column each with ``a`` growing downward.
+    """
+    if set(attribute) != {"gen", "mem"} or set(change) != {"gen", "mem"} or set(images) != {"gen", "mem"}:
+        raise ValueError("attribute, change and images need the keys 'gen' and 'mem'")
+    k = len(a_values)
+    if len(copies) != k or any(len(images[g]) != k or np.shape(attribute[g])[0] != k for g in ("gen", "mem")):
+        raise ValueError(f"need one entry per strength ({k}) in attribute, copies and images")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    for key, col, lab in (("gen", GEN_COLOR, "held-out (generalized)"), ("mem", MEM_COLOR, "planted (memorized)")):
+        for ax, y in ((axes[0], np.asarray(attribute[key])), (axes[1], np.asarray(change[key]))):
+            ax.errorbar(a_values, y.mean(1), yerr=y.std(1) / np.sqrt(y.shape[1]), color=col, marker="o",
+                        capsize=3, label=lab)
+    for a, c, y in zip(a_values, copies, np.asarray(change["mem"]).mean(1), strict=True):
+        axes[1].annotate(f"copies: {c}", (a, y), textcoords="offset points", xytext=(-10, 8), fontsize=8,
+                         color=MEM_COLOR)
+    axes[0].set_ylabel(attribute_label)
+    axes[1].set_ylabel("RMS pixel change from a = 0")
+    for ax in axes[:2]:
+        ax.set_xlabel("steering strength a")
+    axes[0].legend()
+    tiles = [[torch.as_tensor(images[key][j])[i].float() for j in range(k)]  # [prompt][strength] (3, H, W)
+             for key in ("gen", "mem") for i in range(n_examples)]
+    labels = ["gen"] * n_examples + ["mem"] * n_examples
+    by_row = k >= len(tiles)  # one row per prompt, or (few strengths) one row per strength
+    if not by_row:
+        tiles = [list(col) for col in zip(*tiles, strict=True)]  # [strength][prompt]
+    grid = torch.cat([torch.cat(row, dim=2) for row in tiles], dim=1)
+    side = tiles[0][0].shape[-1]
+    axes[2].imshow(((grid.permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1), interpolation="nearest")
+    a_ticks = [side / 2 + side * j for j in range(k)], [f"{a:g}" for a in a_values]
+    prompt_ticks = [side / 2 + side * r for r in range(len(labels))], labels
+    if by_row:
+        axes[2].set_xticks(*a_ticks)
+        axes[2].set_xlabel("steering strength a")
+        axes[2].set_yticks(*prompt_ticks)
+    else:
+        axes[2].set_yticks(*a_ticks)
+        axes[2].set_ylabel("steering strength a")
+        axes[2].set_xticks(*prompt_ticks)
+    fig.tight_layout()
     return fig
 
 

@@ -7,7 +7,8 @@ The vector ``v`` of each block is the **mean** spatially-averaged block output o
 concept, re-noised at a small t̃ and conditioned on the concept prompt (not a difference of means). During
 sampling, ``a·v`` is added to the block's output, broadcast over space, on the **conditional half** of the
 classifier-free-guidance batch only, and only during a window of steps (the authors: late steps; Chapter 14
-measures why a flat background needs the early ones too).
+measures why a flat background needs the early ones too). Chapter 14 also keeps ``v`` as a map (a concept of
+*where*, which pooling would erase) with each channel's spatial mean removed (:func:`without_channel_means`).
 
 The paper's prediction (Cor. 3.3): a generalized sample sits in a balanced, low-dimensional representation
 and moves smoothly toward the concept as ``a`` grows; a memorized sample is pinned to its stored
@@ -28,9 +29,11 @@ from .theory import empirical_denoiser
 __all__ = [
     "STEERING_SITES",
     "concept_vectors",
+    "without_channel_means",
     "steer",
     "attribute_slopes",
     "brightness",
+    "horizontal_moment",
     "pixel_change",
     "push_retention",
     "latent_gain",
@@ -43,26 +46,47 @@ STEERING_SITES = ("up_blocks.0.resnets.0", "up_blocks.0.resnets.1", "up_blocks.0
 
 
 def concept_vectors(pipe, images: torch.Tensor, concept_prompt: str, sites: Sequence[str] = STEERING_SITES, *,
-                    t: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:
-    """v per site: the mean over the reference images of the spatially mean-pooled block output.
+                    t: int = 10, seed: int = 0, spatial: bool = False) -> dict[str, torch.Tensor]:
+    """v per site: the mean over the reference images of the block output, spatially mean-pooled or not.
 
     Args:
         images: ``(N, 3, H, W)`` in [-1, 1], images of the target concept.
         concept_prompt: the condition c̄ used while reading the representations.
+        spatial: keep the map (the mean feature map of the set; Chapter 14's position concept) instead of
+            pooling it to one value per channel (the authors' code).
     Returns:
-        ``{site: (C,)}``.
+        ``{site: (C,)}``, or ``{site: (C, h, w)}`` with ``spatial``.
     """
     if len(images) < 1:
         raise ValueError("the reference set is empty")
+    pooling = "none" if spatial else "mean"
     z = encode_images(pipe, images, generator=torch.Generator().manual_seed(seed))
-    reps = representations(pipe, z, list(sites), t=t, prompt=concept_prompt, pooling="mean", seed=seed)
-    return {s: reps[(s, "mean")].mean(0) for s in sites}
+    reps = representations(pipe, z, list(sites), t=t, prompt=concept_prompt, pooling=pooling, seed=seed)
+    return {s: reps[(s, pooling)].mean(0) for s in sites}
+
+
+def without_channel_means(vectors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Spatial steering vectors with each channel's mean over space removed: ``{site: (C, h, w)}``, same shapes.
+
+    The removed part is a spatially constant vector, the kind the authors' pooled ``v`` is; in the tiny model
+    it falls mostly in the blind spot of its one-channel GroupNorms (Chapter 14), where it moves the colour of
+    every sample, stored or not. What is left is the spatial pattern of the concept.
+    """
+    out = {}
+    for site, v in vectors.items():
+        if v.ndim != 3:
+            raise ValueError(f"{site}: need a spatial vector (C, h, w), got shape {tuple(v.shape)}")
+        out[site] = v - v.mean(dim=(1, 2), keepdim=True)
+    return out
 
 
 @contextmanager
 def steer(unet: torch.nn.Module, vectors: dict[str, torch.Tensor], a: float, *, start: int, stop: int,
           conditional_half: bool = True) -> Iterator[dict[str, int]]:
     """Add ``a·v`` to the outputs of the given blocks during U-Net calls ``start ≤ k < stop``.
+
+    ``v`` of a site is ``(C,)`` (broadcast over space, as in the authors' code) or a map ``(C, h, w)`` of the
+    block's output size (:func:`concept_vectors` with ``spatial=True``).
 
     Calls are counted from 0 when the ``with`` block opens (one per sampling step when the guided batch is
     evaluated in one call, as :func:`repdiff.detection.generate` and ``StableDiffusionPipeline`` do). With
@@ -85,11 +109,18 @@ def steer(unet: torch.nn.Module, vectors: dict[str, torch.Tensor], a: float, *, 
             if site not in modules:
                 raise KeyError(f"no module named {site!r} in the U-Net")
 
-            def hook(m, args, out, v=v):
+            def hook(m, args, out, v=v, site=site):
                 k = state["calls"] - 1
                 if a == 0 or not start <= k < stop:
                     return None
-                add = (a * v).to(out.device, out.dtype).view(1, -1, 1, 1)
+                add = (a * v).to(out.device, out.dtype)
+                if add.ndim == 1:
+                    add = add.view(1, -1, 1, 1)  # one value per channel, broadcast over space
+                elif add.shape == out.shape[1:]:
+                    add = add.unsqueeze(0)  # a map: added where it was measured
+                else:
+                    raise ValueError(f"{site}: v has shape {tuple(v.shape)}; the block outputs "
+                                     f"{tuple(out.shape[1:])} (need (C,) or (C, h, w))")
                 out = out.clone()
                 if conditional_half:
                     half = out.shape[0] // 2
@@ -136,6 +167,32 @@ def brightness(images: torch.Tensor | np.ndarray) -> np.ndarray:
     if x.ndim != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}")
     return ((x + 1) / 2).mean(dim=(1, 2, 3)).cpu().numpy()
+
+
+def horizontal_moment(images: torch.Tensor | np.ndarray, backgrounds: torch.Tensor | np.ndarray) -> np.ndarray:
+    """How far right of the image's middle the things that differ from the background lie: ``(N,)``.
+
+    The first horizontal moment of each pixel's distance from its background, mean over pixels of
+    ``d(x, y) · u(x)``, with ``d`` the largest absolute channel difference in [0, 1] units and ``u`` running
+    from −1 at the left edge to +1 at the right edge. A background alone gives 0, a shape on the right a
+    positive value, its mirror image the negative of it. Chapter 14's attribute for the "shapes on the
+    right" concept; unlike a centroid it does not need the shapes to be found first.
+
+    Args:
+        images: ``(N, C, H, W)`` in [-1, 1].
+        backgrounds: ``(N, C, H, W)`` or ``(C, H, W)``, what each image would be without its shapes.
+    """
+    x = torch.as_tensor(images).float()
+    bg = torch.as_tensor(backgrounds).float()
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}")
+    if bg.shape not in (x.shape, x.shape[1:]):
+        raise ValueError(f"backgrounds must have shape {tuple(x.shape)} or {tuple(x.shape[1:])}, "
+                         f"got {tuple(bg.shape)}")
+    d = (x - bg).abs().amax(dim=1) / 2  # (N, H, W)
+    w = x.shape[-1]
+    u = torch.linspace(-1.0, 1.0, w) if w > 1 else torch.zeros(1)
+    return (d * u).mean(dim=(1, 2)).cpu().numpy()
 
 
 def pixel_change(images: Sequence[torch.Tensor]) -> np.ndarray:
