@@ -68,9 +68,9 @@ def concept_vectors(pipe, images: torch.Tensor, concept_prompt: str, sites: Sequ
 def without_channel_means(vectors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Spatial steering vectors with each channel's mean over space removed: ``{site: (C, h, w)}``, same shapes.
 
-    The removed part is a spatially constant vector, the kind the authors' pooled ``v`` is; in the tiny model
-    it falls mostly in the blind spot of its one-channel GroupNorms (Chapter 14), where it moves the colour of
-    every sample, stored or not. What is left is the spatial pattern of the concept.
+    The removed part is exactly the pooled vector of the same set (the authors' kind of ``v``), which in the
+    tiny model moves the colour of every sample, stored or not (Chapter 14; much of such a push falls in the
+    blind spot of its one-channel GroupNorms). What is left is the spatial pattern of the concept.
     """
     out = {}
     for site, v in vectors.items():
