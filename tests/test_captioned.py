@@ -154,3 +154,9 @@ def test_render_layouts_draws_the_edited_objects(ds):
     np.testing.assert_array_equal(moved, np.stack(expected))
     with pytest.raises(ValueError, match="no layouts"):
         captioned.render_layouts([])
+
+
+def test_all_compositional_is_every_caption_once():
+    specs = captioned.all_compositional()
+    assert len(specs) == len(set(specs)) == 6 * 3 * 4 * 6 * 3 * 5
+    assert all(captioned.parse_compositional_caption(captioned.compositional_caption(*s)) == s for s in specs[:50])

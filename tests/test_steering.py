@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import tiny_random_sd_pipeline
 
-from repdiff import detection, metrics, steering
+from repdiff import captioned, detection, metrics, steering
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +238,6 @@ def test_spatial_concept_vector_and_map_hook(pipe):
 
 
 def test_horizontal_moment():
-    from repdiff import captioned
-
     bg = captioned.render_scene([], "gray")
     right = captioned.render_scene([("circle", "red", 24.0, 16.0, 4.0)], "gray")
     left = captioned.render_scene([("circle", "red", 8.0, 16.0, 4.0)], "gray")  # the mirror image of `right`

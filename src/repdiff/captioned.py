@@ -34,6 +34,7 @@ __all__ = [
     "RELATIONS",
     "CaptionedDataset",
     "render_scene",
+    "all_compositional",
     "compositional_caption",
     "parse_compositional_caption",
     "compositional_layout",
@@ -315,7 +316,12 @@ def title_captions(n: int, rng: np.random.Generator) -> list[str]:
     return [f"the {a} {b} by {names[i]}" for a, b, i in zip(adj, noun, pick, strict=True)]
 
 
-def _all_compositional() -> list[tuple[str, str, str, str, str, str]]:
+def all_compositional() -> list[tuple[str, str, str, str, str, str]]:
+    """Every compositional caption's parts ``(c1, s1, rel, c2, s2, bg)``, in a fixed order (background last).
+
+    :func:`make_mini_laion` splits them into training and held-out captions; Chapter 14 draws concept sets
+    from them.
+    """
     return list(itertools.product(OBJECT_COLORS, SHAPES, RELATIONS, OBJECT_COLORS, SHAPES, BACKGROUND_COLORS))
 
 
@@ -341,7 +347,7 @@ def make_mini_laion(n_unique: int = 3000, n_planted: int = 100, n_copies: int = 
     if n_single_posters < 0:
         raise ValueError("n_single_posters must be >= 0")
     rng = np.random.default_rng(seed)
-    combos = _all_compositional()
+    combos = all_compositional()
     if n_unique + n_held_out > len(combos):
         raise ValueError(f"only {len(combos)} compositional captions exist; asked for {n_unique + n_held_out}")
     order = rng.permutation(len(combos))
