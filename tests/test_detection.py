@@ -149,3 +149,40 @@ def test_decode_latents_matches_vae_and_batching(pipe):
     np.testing.assert_allclose(detection.decode_latents(pipe, z, batch_size=2).numpy(), ref.numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="shape"):
         detection.decode_latents(pipe, z[0])
+
+
+def test_images_in_the_ecosystems_conventions(pipe):
+    """[0, 1] tensors and NHWC arrays (diffusers' output_type "pt"/"np"), uint8 and PIL images all give the
+    scores of the same images in [-1, 1]."""
+    from PIL import Image
+
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ref, _ = detection.detector_scores(pipe, x, seed=2)
+    unit = (x + 1) / 2
+    s_pt, _ = detection.detector_scores(pipe, unit, seed=2, value_range=(0, 1))
+    s_np, _ = detection.detector_scores(pipe, unit.permute(0, 2, 3, 1).numpy(), seed=2, value_range=(0, 1))
+    np.testing.assert_allclose(s_pt, ref, rtol=1e-4)
+    np.testing.assert_allclose(s_np, ref, rtol=1e-4)
+    u8 = (unit * 255).round().to(torch.uint8)
+    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in u8]
+    s_u8, _ = detection.detector_scores(pipe, u8, seed=2)
+    s_pil, _ = detection.detector_scores(pipe, pil, seed=2)
+    np.testing.assert_allclose(s_u8, s_pil)
+    np.testing.assert_allclose(s_u8, ref, rtol=0.05)  # 8-bit rounding only
+    torch.testing.assert_close(detection.as_model_images(u8), u8.float() / 127.5 - 1)
+
+
+def test_range_that_does_not_match_raises(pipe):
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with pytest.raises(ValueError, match="outside the declared"):
+        detection.detector_scores(pipe, x, value_range=(0, 1))  # [-1, 1] data declared [0, 1]
+    with pytest.raises(ValueError, match="outside the declared"):
+        detection.as_model_images(x.clamp(min=-0.06) * 0 - 0.06, value_range=(0, 1))
+    with pytest.raises(ValueError, match="outside the declared"):
+        detection.as_model_images(x * 255)  # [0, 255] floats taken for [-1, 1]
+    with pytest.raises(ValueError, match="uint8"):
+        detection.as_model_images(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), value_range=(0, 1))
+    with pytest.raises(ValueError, match="high > low"):
+        detection.as_model_images(x, value_range=(1, 0))
+    # a [0, 1] batch declared [-1, 1] on purpose is accepted (it is in range), and maps to itself
+    torch.testing.assert_close(detection.as_model_images((x + 1) / 2, value_range=(-1, 1)), (x + 1) / 2)

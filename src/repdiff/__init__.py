@@ -22,6 +22,7 @@ Modules (each small enough to read in one sitting):
   (Part III; imported on demand: ``from repdiff import unet``)
 - :mod:`repdiff.captioned`, :mod:`repdiff.tiny_sd`  the course's captioned data with planted duplicates and
   a tiny Stable-Diffusion-architecture model trained on it (Part IV)
+- :mod:`repdiff.screening`  generations of the tiny SD labelled one by one, shared by Chapters 12-14
 - :mod:`repdiff.detection`, :mod:`repdiff.steering`, :mod:`repdiff.sd_hub`  the prompt-free detector and
   its baseline, representation steering, and the real SD v1.4 path for Colab (Part IV)
 """
@@ -41,6 +42,7 @@ from . import (
     procedural,
     representations,
     sampling,
+    screening,
     sd_hub,
     steering,
     theory,
@@ -56,6 +58,7 @@ from .notebook import (
     fast_mode,
     get_device,
     glue,
+    glue_all,
     in_colab,
     seed_everything,
     setup_notebook,
@@ -74,6 +77,7 @@ __all__ = [
     "fast_mode",
     "get_device",
     "glue",
+    "glue_all",
     "image_datasets",
     "in_colab",
     "jacobians",
@@ -85,6 +89,7 @@ __all__ = [
     "procedural",
     "representations",
     "sampling",
+    "screening",
     "sd_hub",
     "seed_everything",
     "setup_notebook",

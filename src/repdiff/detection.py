@@ -38,6 +38,7 @@ __all__ = [
     "pool",
     "spikiness",
     "encode_prompts",
+    "as_model_images",
     "encode_images",
     "decode_latents",
     "Generation",
@@ -151,17 +152,75 @@ def encode_prompts(pipe, prompts: Sequence[str]) -> torch.Tensor:
     return pipe.text_encoder(tok.input_ids.to(dev))[0].to(pipe.unet.dtype)
 
 
-@torch.no_grad()
-def encode_images(pipe, images: torch.Tensor, generator: torch.Generator | None = None,
-                  batch_size: int = 64) -> torch.Tensor:
-    """VAE latents (× ``scaling_factor``) of images ``(N, 3, H, W)`` in [-1, 1]; a sample of the posterior.
+ValueRange = tuple[float, float] | None
 
-    With ``generator=None`` the posterior mean is used (deterministic).
+
+def _range_of(images, value_range: ValueRange) -> tuple[torch.Tensor, tuple[float, float], bool]:
+    """(float tensor in the input's layout, declared range, was the range declared) for PIL/uint8/float input."""
+    if isinstance(images, (list, tuple)) and images and hasattr(images[0], "convert"):  # PIL images
+        images = np.stack([np.asarray(im.convert("RGB")) for im in images])
+    if hasattr(images, "convert"):
+        images = np.asarray(images.convert("RGB"))[None]
+    x = torch.as_tensor(np.asarray(images) if isinstance(images, (list, tuple)) else images)
+    if x.dtype == torch.uint8:
+        if value_range not in (None, (0, 255)):
+            raise ValueError(f"uint8 images hold values in [0, 255], not in the declared value_range {value_range}")
+        return x.float(), (0.0, 255.0), True
+    if not x.is_floating_point():
+        raise ValueError(f"images must be float, uint8 or PIL images, got dtype {x.dtype}")
+    if value_range is None:
+        return x.float(), (-1.0, 1.0), False
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo:
+        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
+    return x.float(), (lo, hi), True
+
+
+def as_model_images(images, value_range: ValueRange = None) -> torch.Tensor:
+    """Finished images in any of the ecosystem's conventions → ``(N, 3, H, W)`` float32 in [-1, 1] (Ch. 12-14).
+
+    Accepts a float tensor or array ``(N, 3, H, W)`` or ``(N, H, W, 3)`` (diffusers' ``output_type="pt"`` and
+    ``"np"`` give [0, 1]), a uint8 tensor or array (``[0, 255]``), or a list of PIL images. ``value_range``
+    declares the range of float input: ``(-1, 1)`` (the course's and the VAE's convention), ``(0, 1)``
+    (diffusers' outputs, ``torchvision``'s ``ToTensor``), or ``None``: the course's (-1, 1), checked.
+
+    Raises ``ValueError`` when the values leave the declared range by more than 2.5 % of its width (a
+    [-1, 1] tensor declared (0, 1)), and, with ``value_range=None``, when a batch of float images has no
+    negative value at all: [0, 1] images taken for [-1, 1] ones would look washed out to the VAE and shift
+    every score without an error (the detector's AUROC fell from 0.998 to 0.81 that way). Declare
+    ``value_range=(-1, 1)`` to pass such a batch on purpose.
     """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
-    if not torch.isfinite(images).all():
+    x, (lo, hi), declared = _range_of(images, value_range)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim == 4 and x.shape[1] != 3 and x.shape[-1] == 3:
+        x = x.permute(0, 3, 1, 2)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"images must have shape (N, 3, H, W) or (N, H, W, 3), got {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError("no images given")
+    if not torch.isfinite(x).all():
         raise ValueError("images contain NaN or infinity")
+    tol = 0.025 * (hi - lo)
+    if float(x.min()) < lo - tol or float(x.max()) > hi + tol:
+        raise ValueError(f"images hold values in [{float(x.min()):.3g}, {float(x.max()):.3g}], outside the declared "
+                         f"value_range ({lo:g}, {hi:g}); pass the range the images are in")
+    if not declared and float(x.min()) >= 0:
+        raise ValueError("these float images have no negative value: they look like [0, 1] images (diffusers' "
+                         "output_type='pt' or 'np'), but [-1, 1] is assumed; pass value_range=(0, 1), or "
+                         "value_range=(-1, 1) if they really are [-1, 1] images")
+    return (2 * (x - lo) / (hi - lo) - 1).clamp(-1, 1).contiguous()
+
+
+@torch.no_grad()
+def encode_images(pipe, images, generator: torch.Generator | None = None, batch_size: int = 64, *,
+                  value_range: ValueRange = None) -> torch.Tensor:
+    """VAE latents ``(N, C, h, w)`` (× ``scaling_factor``) of finished images; a sample of the posterior.
+
+    ``images`` and ``value_range`` as in :func:`as_model_images` (default: float ``(N, 3, H, W)`` in [-1, 1],
+    checked). With ``generator=None`` the posterior mean is used (deterministic).
+    """
+    images = as_model_images(images, value_range)
     out = []
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].to(pipe.vae.device, pipe.vae.dtype)
@@ -200,6 +259,8 @@ class Generation:
         seconds_per_sample: wall time of the generation, per image.
         latents0: ``(N, C, h, w)`` the initial noise of each prompt (pass it back as ``latents=`` to
             start again from the same noise).
+        latents_at: ``(N, C, h, w)`` the latents entering step ``keep_step`` (``None`` unless asked for);
+            :func:`generate` with ``start_step=keep_step, latents=latents_at`` finishes the same samples.
     """
 
     images: torch.Tensor
@@ -208,12 +269,14 @@ class Generation:
     first_step: dict[str, torch.Tensor] = field(default_factory=dict)
     seconds_per_sample: float = float("nan")
     latents0: torch.Tensor | None = None
+    latents_at: torch.Tensor | None = None
 
 
 @torch.no_grad()
 def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float = 7.5, seed: int = 0,
              batch_size: int = 100, first_step_sites: Sequence[str] = (), first_step_pooling: str = "max",
-             progress: bool = False, latents: torch.Tensor | None = None) -> Generation:
+             progress: bool = False, latents: torch.Tensor | None = None, keep_step: int | None = None,
+             start_step: int = 0) -> Generation:
     """Classifier-free-guided DDIM sampling with the pipeline's parts, recording Wen et al.'s score.
 
     The same computation as ``pipe(prompts, num_inference_steps=steps, guidance_scale=guidance)`` (the
@@ -223,9 +286,17 @@ def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float =
     the list; ``latents`` (shape ``(len(prompts), C, H, W)``, the U-Net's latent shape) gives each prompt
     its own starting noise instead, e.g. ``Generation.latents0[idx]`` of an earlier run (Chapter 14 steers
     prompts from the very noise under which they were screened).
+
+    ``keep_step=k`` also returns the latents entering step ``k``; ``start_step=k`` with those as ``latents``
+    runs only steps ``k, k+1, ...`` (DDIM is deterministic, so the result is the sample a full run gives).
+    Chapter 14 steers only late steps, and so shares the early ones between all strengths.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if not 0 <= start_step < steps or (keep_step is not None and not start_step <= keep_step < steps):
+        raise ValueError(f"need 0 <= start_step <= keep_step < steps, got {start_step}, {keep_step}, {steps}")
+    if start_step and latents is None:
+        raise ValueError("start_step > 0 needs the latents entering that step (Generation.latents_at)")
     unet, sched = pipe.unet, pipe.scheduler
     dev, dtype = unet.device, unet.dtype
     gen = torch.Generator().manual_seed(seed)
@@ -238,7 +309,7 @@ def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float =
     else:
         latents0 = latents.detach().float().cpu()
     empty = encode_prompts(pipe, [""])
-    images, wen_first, wen_mean = [], [], []
+    images, wen_first, wen_mean, kept = [], [], [], []
     first: dict[str, list[torch.Tensor]] = {site: [] for site in first_step_sites}
     t0 = time.perf_counter()
     batches = range(0, len(prompts), batch_size)
@@ -251,11 +322,15 @@ def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float =
         cond = encode_prompts(pipe, p)
         ctx = torch.cat([empty.expand(len(p), -1, -1), cond])
         sched.set_timesteps(steps, device=dev)
-        lat = latents0[i:i + batch_size].to(dev, dtype) * sched.init_noise_sigma
+        lat = latents0[i:i + batch_size].to(dev, dtype) * (sched.init_noise_sigma if start_step == 0 else 1)
         norms = []
         for k, t in enumerate(sched.timesteps):
+            if k < start_step:
+                continue
+            if k == keep_step:
+                kept.append(lat.float().cpu())
             inp = sched.scale_model_input(torch.cat([lat, lat]), t)
-            if k == 0 and first_step_sites:
+            if k == start_step and first_step_sites:
                 with capture(unet, first_step_sites) as store:
                     eps = unet(inp, t, encoder_hidden_states=ctx).sample
                 for site in first_step_sites:
@@ -273,6 +348,7 @@ def generate(pipe, prompts: Sequence[str], *, steps: int = 30, guidance: float =
         images=torch.cat(images), wen_first=torch.cat(wen_first).numpy(), wen_mean=torch.cat(wen_mean).numpy(),
         first_step={site: torch.cat(v) for site, v in first.items()},
         seconds_per_sample=elapsed / max(1, len(prompts)), latents0=latents0,
+        latents_at=torch.cat(kept) if kept else None,
     )
 
 
@@ -355,19 +431,22 @@ def representations(pipe, latents: torch.Tensor, sites: Sequence[str], *, t: int
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def detector_scores(pipe, images: torch.Tensor, *, site: str = DETECTION_SITE, t: int = 10, pooling: str = "max",
-                    score: str = "std", seed: int = 0, batch_size: int = 100) -> tuple[np.ndarray, float]:
-    """The paper's prompt-free detector on finished images ``(N, 3, H, W)`` in [-1, 1].
+def detector_scores(pipe, images, *, site: str = DETECTION_SITE, t: int = 10, pooling: str = "max",
+                    score: str = "std", seed: int = 0, batch_size: int = 100,
+                    value_range: ValueRange = None) -> tuple[np.ndarray, float]:
+    """The paper's prompt-free detector on finished images (Chapter 13, Assignment 3).
 
     VAE-encode (posterior sample) → re-noise at ``t`` → one U-Net pass with the empty prompt → pooled
-    activation at ``site`` → spikiness. Returns ``(scores (N,), seconds per image)``.
+    activation at ``site`` → spikiness. ``images``: ``(N, 3, H, W)`` float in [-1, 1] by default; diffusers'
+    [0, 1] outputs with ``value_range=(0, 1)``, uint8 or PIL images as they are (:func:`as_model_images`,
+    which raises on a range that does not match). Returns ``(scores (N,), seconds per image)``.
     """
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    z = encode_images(pipe, images, generator=gen, batch_size=batch_size)
+    z = encode_images(pipe, images, generator=gen, batch_size=batch_size, value_range=value_range)
     h = representations(pipe, z, [site], t=t, pooling=pooling, seed=seed, batch_size=batch_size)[(site, pooling)]
     s = spikiness(h, score)
-    return s, (time.perf_counter() - t0) / len(images)
+    return s, (time.perf_counter() - t0) / len(z)
 
 
 def wen_scores(pipe, prompts: Sequence[str], *, steps: int = 30, seed: int = 0,

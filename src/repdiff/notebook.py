@@ -11,6 +11,9 @@ Used by every chapter notebook::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import os
 import random
 from typing import Any
@@ -183,3 +186,28 @@ def glue(name: str, value: Any, *, display: bool = False) -> None:
             plt.close(value)
     elif not is_figure:
         print(f"{name} = {value}")
+
+
+def glue_all(prefix: str, result: Any) -> None:
+    """Glue every scalar field of a result as ``<prefix>_<field>`` (Chapters 12-14): one call per result.
+
+    ``result`` is a dataclass or a dict; numbers, strings and 0-d arrays are glued, anything else (arrays,
+    lists) is skipped. Outside the book build one line lists what was glued, instead of one line per value.
+    """
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        items = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    elif isinstance(result, dict):
+        items = dict(result)
+    else:
+        raise TypeError(f"glue_all needs a dataclass instance or a dict, got {type(result).__name__}")
+    shown = []
+    for name, value in items.items():
+        if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+            value = value.item()
+        if isinstance(value, (bool, int, float, str, np.generic)):
+            with contextlib.redirect_stdout(io.StringIO()):
+                glue(f"{prefix}_{name}", value)
+            v = value.item() if isinstance(value, np.generic) else value
+            shown.append(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}")
+    if os.environ.get("REPDIFF_BOOK_BUILD") != "1":
+        print(f"{prefix}: " + ", ".join(shown))

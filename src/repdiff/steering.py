@@ -19,15 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .detection import decode_latents, encode_images, encode_prompts, renoise, representations
+from .metrics import mean_interval
 from .theory import empirical_denoiser
 
 __all__ = [
     "STEERING_SITES",
+    "PCA_SITE",
+    "authors_window",
+    "SteeringResult",
+    "steering_result",
     "concept_vectors",
     "without_channel_means",
     "steer",
@@ -43,14 +49,30 @@ __all__ = [
 #: the block outputs the course steers (SD v1.4: all 1280-channel, as in the authors' demo)
 STEERING_SITES = ("up_blocks.0.resnets.0", "up_blocks.0.resnets.1", "up_blocks.0.resnets.2",
                   "up_blocks.1.resnets.0", "up_blocks.1.resnets.1")
+#: the layer of the authors' PCA trajectory: the first GroupNorm of ``up_blocks.0.resnets.1`` (skip included)
+PCA_SITE = "up_blocks.0.resnets.1.norm1"
 
 
-def concept_vectors(pipe, images: torch.Tensor, concept_prompt: str, sites: Sequence[str] = STEERING_SITES, *,
-                    t: int = 10, seed: int = 0, spatial: bool = False) -> dict[str, torch.Tensor]:
+def authors_window(steps: int) -> tuple[int, int]:
+    """The authors' steering window scaled to ``steps`` sampling steps: U-Net calls ``start ≤ k < stop``.
+
+    Their code steers the last 20 of 40 steps but the last 2 (calls 18-37, t ≈ 526 down to 51 on SD v1.4's
+    schedule); with 30 steps that is calls 13-27 (t = 529 down to 67). Chapter 14.
+    """
+    if steps < 4:
+        raise ValueError(f"need at least 4 sampling steps, got {steps}")
+    stop = steps - max(1, round(2 * steps / 40))
+    return stop - round(steps / 2), stop
+
+
+def concept_vectors(pipe, images, concept_prompt: str, sites: Sequence[str] = STEERING_SITES, *,
+                    t: int = 10, seed: int = 0, spatial: bool = False,
+                    value_range: tuple[float, float] | None = None) -> dict[str, torch.Tensor]:
     """v per site: the mean over the reference images of the block output, spatially mean-pooled or not.
 
     Args:
-        images: ``(N, 3, H, W)`` in [-1, 1], images of the target concept.
+        images: ``(N, 3, H, W)`` in [-1, 1], images of the target concept (or diffusers' [0, 1] images with
+            ``value_range=(0, 1)``, uint8 or PIL images: :func:`repdiff.detection.as_model_images`).
         concept_prompt: the condition c̄ used while reading the representations.
         spatial: keep the map (the mean feature map of the set; Chapter 14's position concept) instead of
             pooling it to one value per channel (the authors' code).
@@ -60,7 +82,7 @@ def concept_vectors(pipe, images: torch.Tensor, concept_prompt: str, sites: Sequ
     if len(images) < 1:
         raise ValueError("the reference set is empty")
     pooling = "none" if spatial else "mean"
-    z = encode_images(pipe, images, generator=torch.Generator().manual_seed(seed))
+    z = encode_images(pipe, images, generator=torch.Generator().manual_seed(seed), value_range=value_range)
     reps = representations(pipe, z, list(sites), t=t, prompt=concept_prompt, pooling=pooling, seed=seed)
     return {s: reps[(s, pooling)].mean(0) for s in sites}
 
@@ -82,14 +104,15 @@ def without_channel_means(vectors: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 @contextmanager
 def steer(unet: torch.nn.Module, vectors: dict[str, torch.Tensor], a: float, *, start: int, stop: int,
-          conditional_half: bool = True) -> Iterator[dict[str, int]]:
+          conditional_half: bool = True, first_call: int = 0) -> Iterator[dict[str, int]]:
     """Add ``a·v`` to the outputs of the given blocks during U-Net calls ``start ≤ k < stop``.
 
     ``v`` of a site is ``(C,)`` (broadcast over space, as in the authors' code) or a map ``(C, h, w)`` of the
     block's output size (:func:`concept_vectors` with ``spatial=True``).
 
-    Calls are counted from 0 when the ``with`` block opens (one per sampling step when the guided batch is
-    evaluated in one call, as :func:`repdiff.detection.generate` and ``StableDiffusionPipeline`` do). With
+    Calls are counted from ``first_call`` when the ``with`` block opens (one per sampling step when the guided
+    batch is evaluated in one call, as :func:`repdiff.detection.generate` and ``StableDiffusionPipeline`` do;
+    pass ``first_call=k`` when sampling resumes at step ``k``, ``generate(..., start_step=k)``). With
     ``conditional_half`` only the second half of the batch (the conditional branch) is changed. Hooks are
     removed on exit, always. Yields a dict holding the call counter.
     """
@@ -97,7 +120,7 @@ def steer(unet: torch.nn.Module, vectors: dict[str, torch.Tensor], a: float, *, 
         raise ValueError(f"a must be finite, got {a}")
     if not 0 <= start <= stop:
         raise ValueError(f"need 0 <= start <= stop, got {start}, {stop}")
-    state = {"calls": 0}
+    state = {"calls": int(first_call)}
     modules = dict(unet.named_modules())
     handles = []
 
@@ -251,7 +274,7 @@ def push_retention(pipe, images: torch.Tensor, prompts: Sequence[str], timesteps
     if not 0 < blend <= 1:
         raise ValueError(f"blend must be in (0, 1], got {blend}")
     pushed = (1 - blend) * images + blend * target
-    z, zp = encode_images(pipe, images), encode_images(pipe, pushed)
+    z, zp = encode_images(pipe, images, value_range=(-1, 1)), encode_images(pipe, pushed, value_range=(-1, 1))
     pushed_change = brightness(decode_latents(pipe, zp)) - brightness(decode_latents(pipe, z))
     if (np.abs(pushed_change) < 1e-4).any():
         raise ValueError("the push does not change some images' brightness (are they already the target colour?)")
@@ -366,3 +389,58 @@ def pca_2d(x: np.ndarray, fit_on: np.ndarray | None = None) -> tuple[np.ndarray,
     _, s, vt = np.linalg.svd(f - mu, full_matrices=False)
     ratio = s**2 / np.sum(s**2)
     return (x - mu) @ vt[:2].T, ratio[:2]
+
+
+@dataclass
+class SteeringResult:
+    """Chapter 14's summary of a steering sweep of two groups (held-out prompts and copies).
+
+    ``*_slope`` are mean per-prompt slopes of the attribute against ``a`` with 95 % bootstrap bounds
+    ``*_lo``/``*_hi``; ``ratio`` = held-out slope / |copies' slope|; ``n`` prompts per group (the smaller
+    group); ``a_change`` the smallest strength at which the held-out samples' mean attribute change has a
+    95 % interval that excludes 0 (the largest strength if none does); ``copies_kept`` the share of the copies
+    that are still copies there; ``separated`` whether the two slope intervals are apart.
+    """
+
+    ratio: float
+    heldout_slope: float
+    heldout_lo: float
+    heldout_hi: float
+    copies_slope: float
+    copies_lo: float
+    copies_hi: float
+    n: int
+    a_change: float
+    copies_kept: float
+    separated: bool
+
+
+def steering_result(a_values: Sequence[float], held_attr: np.ndarray, copies_attr: np.ndarray,
+                    still_copies: np.ndarray, *, seed: int = 0) -> SteeringResult:
+    """Slopes, intervals and kept copies of a sweep (Chapter 14).
+
+    Args:
+        a_values: ``(K,)`` strengths, the first 0.
+        held_attr: ``(K, P)`` attribute of the held-out samples at each strength.
+        copies_attr: ``(K, Q)`` attribute of the copies.
+        still_copies: ``(K, Q)`` booleans, is copy ``q`` still a copy of its training image at strength ``k``.
+    """
+    a = np.asarray(a_values, dtype=np.float64)
+    still = np.asarray(still_copies, dtype=bool)
+    if a[0] != 0 or still.shape != np.shape(copies_attr):
+        raise ValueError(f"need a_values starting at 0 and still_copies of shape {np.shape(copies_attr)}, "
+                         f"got a[0] = {a[0]} and {still.shape}")
+    held, cop = attribute_slopes(a, held_attr), attribute_slopes(a, copies_attr)
+    h_mean, h_lo, h_hi = mean_interval(held, seed=seed)
+    c_mean, c_lo, c_hi = mean_interval(cop, seed=seed)
+    k_change = len(a) - 1
+    for k in range(1, len(a)):
+        _, lo, hi = mean_interval(np.asarray(held_attr)[k] - np.asarray(held_attr)[0], seed=seed)
+        if lo > 0 or hi < 0:
+            k_change = k
+            break
+    kept = float(still[k_change].sum() / max(1, still[0].sum()))
+    return SteeringResult(ratio=h_mean / max(abs(c_mean), 1e-12), heldout_slope=h_mean, heldout_lo=h_lo,
+                          heldout_hi=h_hi, copies_slope=c_mean, copies_lo=c_lo, copies_hi=c_hi,
+                          n=int(min(len(held), len(cop))), a_change=float(a[k_change]), copies_kept=kept,
+                          separated=bool(h_lo > c_hi or c_lo > h_hi))

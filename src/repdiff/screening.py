@@ -1,0 +1,245 @@
+"""Screen the tiny SD's generations once, label each one, and share the result between Chapters 12-14.
+
+:func:`screen` generates images of the three prompt groups of the shipped model (``data/tiny_sd/prompts``) with
+the screening protocol (DDIM, 30 steps, guidance 7.5) and labels **each generation** by the 1/3 rule of
+Chapter 12 against the training images (the planted posters, the control posters seen once, and the
+compositional training images, all after a VAE round trip):
+
+- ``"planted"``: generations of planted titles; ``own_copy`` marks those that are copies of their *own*
+  training poster (nearest training image = that poster, nearest / second-nearest distance < 1/3);
+- ``"control"``: generations of control titles (posters seen once in training);
+- ``"held_out"``: generations of compositional captions absent from training.
+
+The result is cached on disk (``$REPDIFF_CACHE`` or ``~/.cache/repdiff``), keyed by the model's weights, the
+prompts and the settings, so the chapters of one build generate once. :func:`score_generations` runs the
+paper's detector and Wen et al.'s score on a screening; :func:`compare` gives AUROC and TPR at 1 % FPR with
+bootstrap intervals as a small dataclass (glue it whole with :func:`repdiff.glue_all`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import detection, metrics, tiny_sd
+
+__all__ = ["GROUPS", "Screening", "screen", "reference_set", "Scores", "score_generations", "Comparison",
+           "compare", "cache_dir"]
+
+GROUPS = ("planted", "control", "held_out")
+_CACHE_VERSION = 1
+
+
+@dataclass
+class Screening:
+    """One generation per row (Chapters 12-14).
+
+    Attributes:
+        captions: ``N`` prompts. ``group``: ``(N,)`` one of :data:`GROUPS`. ``title``: ``(N,)`` index of the
+            prompt in its group's list (several generations of one planted title share it).
+        images: ``(N, 3, H, W)`` float32 in [-1, 1]. ``latents0``: ``(N, C, h, w)`` the starting noise.
+        latents_at: ``(N, C, h, w)`` the latents entering step ``keep_step`` (or ``None``).
+        wen_first, wen_mean: ``(N,)`` Wen et al.'s ‖ε_c − ε_∅‖ at the first step and over all steps.
+        nn_ratio: ``(N,)`` nearest / second-nearest distance to the training images. ``nn_kind``: ``(N,)``
+            ``"planted"``, ``"control"`` or ``"train"``, the kind of the nearest one; ``nn_index`` its index.
+        is_copy: ``(N,)`` ``nn_ratio < 1/3``. ``own_copy``: a copy whose nearest image is the prompt's own
+            poster (planted and control rows only; always ``False`` for held-out rows).
+    """
+
+    captions: list[str]
+    group: np.ndarray
+    title: np.ndarray
+    images: torch.Tensor
+    latents0: torch.Tensor
+    latents_at: torch.Tensor | None
+    keep_step: int | None
+    wen_first: np.ndarray
+    wen_mean: np.ndarray
+    nn_ratio: np.ndarray
+    nn_kind: np.ndarray
+    nn_index: np.ndarray
+    is_copy: np.ndarray
+    own_copy: np.ndarray
+    seconds_per_image: float
+    steps: int
+    guidance: float
+
+    def mask(self, group: str) -> np.ndarray:
+        """``(N,)`` booleans: the rows of one group."""
+        if group not in GROUPS:
+            raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+        return self.group == group
+
+    def copies(self) -> np.ndarray:
+        """``(N,)`` the positives of Chapter 13: planted-title generations that copy their own poster."""
+        return self.mask("planted") & self.own_copy
+
+
+def cache_dir() -> Path:
+    """Where screenings are cached: ``$REPDIFF_CACHE/screening`` (default ``~/.cache/repdiff/screening``)."""
+    return Path(os.environ.get("REPDIFF_CACHE", Path.home() / ".cache" / "repdiff")) / "screening"
+
+
+def _fingerprint(pipe) -> str:
+    h = hashlib.sha256()
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        for name, p in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def reference_set(pipe, path: str | Path | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """The training images the 1/3 rule compares against, after a VAE round trip.
+
+    The planted posters and the control posters (``read_prompt_images``), then the compositional training
+    images of the model's recipe (:func:`repdiff.tiny_sd.make_dataset`). A generation goes through the VAE's
+    decoder, so a perfect copy of a training image looks like its reconstruction, not like the image itself.
+
+    Returns:
+        ``(images (M, 3, H, W) in [-1, 1], kind (M,) "planted"/"control"/"train", index within the kind (M,))``.
+    """
+    path = Path(path) if path is not None else tiny_sd.default_model_path()
+    planted = tiny_sd.read_prompt_images("memorized", path)
+    control = tiny_sd.read_prompt_images("control", path)
+    recipe = json.loads((path / "recipe.json").read_text())
+    ds = tiny_sd.make_dataset(recipe)
+    train = torch.from_numpy(ds.images[ds.kind == "compositional"])
+    parts = [planted, control, train]
+    kind = np.concatenate([np.full(len(x), k) for x, k in zip(parts, ("planted", "control", "train"), strict=True)])
+    index = np.concatenate([np.arange(len(x)) for x in parts])
+    rec = detection.decode_latents(pipe, detection.encode_images(pipe, torch.cat(parts), value_range=(-1, 1)))
+    return rec, kind, index
+
+
+def _label(images: torch.Tensor, ref: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(ratio (N,), nearest index into ref (N,)) by Euclidean distance of flattened images."""
+    ratio = metrics.nn_distance_ratio(images, ref).numpy()
+    nearest = torch.cdist(images.flatten(1), ref.flatten(1)).argmin(dim=1).numpy()
+    return ratio, nearest
+
+
+def _plan(n_planted: int, n_control: int, n_held_out: int, path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Prompts, groups and title indices: planted titles cycled to ``n_planted`` generations."""
+    lists = {"planted": tiny_sd.read_prompts("memorized", path), "control": tiny_sd.read_prompts("control", path),
+             "held_out": tiny_sd.read_prompts("held_out", path)}
+    wanted = {"planted": n_planted, "control": n_control, "held_out": n_held_out}
+    captions, group, title = [], [], []
+    for g in GROUPS:
+        n = wanted[g]
+        if n < 0 or (g != "planted" and n > len(lists[g])):
+            raise ValueError(f"asked for {n} {g} generations; the model has {len(lists[g])} {g} prompts")
+        idx = np.arange(n) % len(lists[g])
+        captions += [lists[g][i] for i in idx]
+        group += [g] * n
+        title += list(idx)
+    return captions, np.asarray(group), np.asarray(title, dtype=np.int64)
+
+
+def screen(pipe, *, n_planted: int = 80, n_control: int = 60, n_held_out: int = 80, steps: int = 30,
+           guidance: float = 7.5, seed: int = 0, keep_step: int | None = None, path: str | Path | None = None,
+           use_cache: bool = True, progress: bool = False) -> Screening:
+    """Generate and label the three groups (Chapters 12-14); cached on disk (see :func:`cache_dir`).
+
+    ``n_planted`` generations cycle through the planted titles (so each title is generated several times,
+    each from its own noise); control and held-out prompts are taken in file order. One generator seeded
+    ``seed`` draws all starting noises. ``keep_step`` also keeps the latents entering that step
+    (Chapter 14 steers from there).
+    """
+    captions, group, title = _plan(n_planted, n_control, n_held_out, path)
+    key = hashlib.sha256(json.dumps([_CACHE_VERSION, _fingerprint(pipe), captions, steps, guidance, seed,
+                                     keep_step]).encode()).hexdigest()[:24]
+    file = cache_dir() / f"{key}.pt"
+    if use_cache and file.exists():
+        stored = torch.load(file, weights_only=True)
+        return Screening(**{f.name: _restore(f.name, stored[f.name]) for f in fields(Screening)})
+    t0 = time.perf_counter()
+    gen = detection.generate(pipe, captions, steps=steps, guidance=guidance, seed=seed, keep_step=keep_step,
+                             progress=progress)
+    seconds = (time.perf_counter() - t0) / len(captions)
+    ref, ref_kind, ref_index = reference_set(pipe, path)
+    ratio, nearest = _label(gen.images, ref)
+    nn_kind, nn_index = ref_kind[nearest], ref_index[nearest]
+    is_copy = ratio < 1 / 3
+    own = is_copy & (nn_kind == group) & (nn_index == title) & (group != "held_out")
+    out = Screening(captions=captions, group=group, title=title, images=gen.images, latents0=gen.latents0,
+                    latents_at=gen.latents_at, keep_step=keep_step, wen_first=gen.wen_first, wen_mean=gen.wen_mean,
+                    nn_ratio=ratio, nn_kind=nn_kind, nn_index=nn_index, is_copy=is_copy, own_copy=own,
+                    seconds_per_image=seconds, steps=steps, guidance=guidance)
+    if use_cache:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(".tmp")
+        torch.save({f.name: _store(getattr(out, f.name)) for f in fields(Screening)}, tmp)
+        tmp.replace(file)
+    return out
+
+
+def _store(v):
+    if isinstance(v, np.ndarray):
+        return {"str": v.tolist()} if v.dtype.kind == "U" else {"np": torch.from_numpy(np.ascontiguousarray(v))}
+    return v
+
+
+def _restore(name: str, v):
+    if isinstance(v, dict) and "np" in v:
+        return v["np"].numpy()
+    if isinstance(v, dict) and "str" in v:
+        return np.asarray(v["str"])
+    return v
+
+
+@dataclass
+class Scores:
+    """Scores of every generation of a :class:`Screening` (Chapter 13), higher = "memorized".
+
+    ``std``: the paper's detector (one U-Net pass on the re-noised image, empty prompt); ``wen_first`` and
+    ``wen_mean``: Wen et al.'s score at the first step and over all steps. ``sec_*``: seconds per image of
+    each (the all-steps score costs a whole generation).
+    """
+
+    std: np.ndarray
+    wen_first: np.ndarray
+    wen_mean: np.ndarray
+    sec_std: float
+    sec_wen_first: float
+    sec_wen_mean: float
+
+
+def score_generations(pipe, scr: Screening, *, t: int = 10, site: str = detection.DETECTION_SITE,
+                      seed: int = 0) -> Scores:
+    """The paper's detector (authors' setting: ``t = 10``, empty prompt, ``site``, max pooling, Std) and Wen
+    et al.'s scores (recorded while generating; the first-step score timed again on its own)."""
+    std, sec = detection.detector_scores(pipe, scr.images, site=site, t=t, pooling="max", score="std", seed=seed,
+                                         value_range=(-1, 1))
+    _, sec_wen = detection.wen_scores(pipe, scr.captions[:50], steps=scr.steps)
+    return Scores(std=std, wen_first=scr.wen_first, wen_mean=scr.wen_mean, sec_std=sec, sec_wen_first=sec_wen,
+                  sec_wen_mean=scr.seconds_per_image)
+
+
+@dataclass
+class Comparison:
+    """AUROC and TPR at 1 % FPR of "positives score higher", with 95 % bootstrap intervals (Chapter 13)."""
+
+    auroc: float
+    auroc_lo: float
+    auroc_hi: float
+    tpr: float
+    tpr_lo: float
+    tpr_hi: float
+    n_pos: int
+    n_neg: int
+
+
+def compare(pos: np.ndarray, neg: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0) -> Comparison:
+    """:func:`repdiff.metrics.detection_metrics` of scores ``pos (P,)`` against ``neg (Q,)`` as a dataclass."""
+    r = metrics.detection_metrics(pos, neg, n_bootstrap=n_bootstrap, seed=seed)
+    return Comparison(auroc=r["auroc"], auroc_lo=r["auroc_lo"], auroc_hi=r["auroc_hi"], tpr=r["tpr_at_1pct_fpr"],
+                      tpr_lo=r["tpr_lo"], tpr_hi=r["tpr_hi"], n_pos=len(pos), n_neg=len(neg))

@@ -1,0 +1,114 @@
+"""Negative controls of the checks of Chapters 12-14: each check, run on the wrong answer it is there to
+reject, raises ``repdiff.CheckFailed`` (or the library refuses the input)."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_random_sd_pipeline
+
+import repdiff
+from repdiff import detection, screening, steering
+
+pytestmark = pytest.mark.negative_control
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """A small random-weight (untrained) pipeline with the tiny SD's layout (tests/conftest.py)."""
+    return tiny_random_sd_pipeline()
+
+
+def _separated_scores(n_pos=40, n_neg=60, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(2.0, 0.3, n_pos), rng.normal(0.5, 0.3, n_neg)
+
+
+def test_ch13_detector_auroc_check_rejects_shuffled_labels():
+    """Chapter 13's check "AUROC, copies vs held-out >= 0.9" fails when the labels are shuffled."""
+    pos, neg = _separated_scores()
+    assert screening.compare(pos, neg).auroc > 0.99  # the right answer passes
+    scores = np.concatenate([pos, neg])
+    perm = np.random.default_rng(1).permutation(len(scores))
+    shuffled = screening.compare(scores[perm][:len(pos)], scores[perm][len(pos):])
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("AUROC, copies vs held-out generations", shuffled.auroc, low=0.9)
+
+
+def test_ch13_detector_check_rejects_untrained_unet(pipe):
+    """The same check fails for the detector of an untrained U-Net on two image sets that differ only in
+    their (random) content: an untrained network has stored nothing."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(30, 3, 32, 32, generator=g) * 2 - 1
+    b = torch.rand(30, 3, 32, 32, generator=g) * 2 - 1
+    s_a, _ = detection.detector_scores(pipe, a, seed=0)
+    s_b, _ = detection.detector_scores(pipe, b, seed=0)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("AUROC, copies vs held-out generations", screening.compare(s_a, s_b).auroc, low=0.9)
+
+
+def test_ch13_unit_range_images_declared_minus_one_one_raise(pipe):
+    """[0, 1] images passed where [-1, 1] is assumed (diffusers' output_type="pt") are refused, not scored."""
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="look like \\[0, 1\\]"):
+        detection.detector_scores(pipe, x)
+    with pytest.raises(ValueError, match="outside the declared"):
+        detection.detector_scores(pipe, x * 2 - 1, value_range=(0, 1))
+
+
+def test_ch13_bootstrap_interval_check_rejects_a_point_outside():
+    """"The interval contains the estimate" fails for an estimate from other data (e.g. a mislabelled run)."""
+    pos, neg = _separated_scores()
+    r = screening.compare(pos, neg)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("bootstrap interval contains the estimate", 0.5, low=r.auroc_lo, high=r.auroc_hi)
+
+
+def test_ch12_copy_share_check_rejects_held_out_labels():
+    """Chapter 12's "share of planted-title generations that copy their own poster" check fails on the
+    held-out generations' labels (nothing to copy), and the held-out check fails on the planted labels."""
+    planted = np.r_[np.ones(70, bool), np.zeros(10, bool)]
+    held = np.zeros(80, bool)
+    repdiff.check_range("planted-title generations that copy their own poster", planted.mean(), low=0.5)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("planted-title generations that copy their own poster", held.mean(), low=0.5)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("held-out generations that are copies", planted.mean(), high=0.05)
+
+
+def test_ch14_steering_result_rejects_equal_groups():
+    """Chapter 14's checks (held-out slope above the copies' interval) fail when the copies move like the
+    held-out samples (no resistance): the wrong answer of a model that memorizes nothing."""
+    rng = np.random.default_rng(0)
+    a = [0.0, 1.0, 2.0, 4.0]
+    held = np.outer(a, np.ones(40)) * 0.05 + rng.normal(0, 0.01, (4, 40))
+    same = np.outer(a, np.ones(40)) * 0.05 + rng.normal(0, 0.01, (4, 40))
+    r = steering.steering_result(a, held, same, np.ones((4, 40), bool))
+    assert not r.separated and 0.5 < r.ratio < 2
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("held-out slope's lower bound minus the copies' upper bound", r.heldout_lo - r.copies_hi,
+                            low=0.0)
+
+
+def test_ch14_copies_kept_rejects_copies_that_all_break():
+    """The share of copies kept is 0 when every copy stops being a copy at the first strength."""
+    a = [0.0, 1.0, 2.0]
+    held = np.outer(a, np.ones(40)) * 0.1 + np.random.default_rng(0).normal(0, 0.01, (3, 40))
+    still = np.zeros((3, 40), bool)
+    still[0] = True
+    r = steering.steering_result(a, held, np.zeros((3, 40)), still)
+    assert r.a_change == 1.0 and r.copies_kept == 0.0
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("share of copies still copies where the held-out samples change", r.copies_kept, low=0.5)
+
+
+def test_ch14_zero_strength_moves_nothing(pipe):
+    """The steering hook with a = 0 (the wrong answer "steering did nothing") leaves the samples unchanged:
+    the sweep's slopes are then exactly 0 and a slope check rejects them."""
+    v = {"up_blocks.1.resnets.0": torch.ones(pipe.unet.config.block_out_channels[-2])}
+    base = detection.generate(pipe, ["a", "b"], steps=3, seed=0).images
+    with steering.steer(pipe.unet, v, 0.0, start=0, stop=3):
+        same = detection.generate(pipe, ["a", "b"], steps=3, seed=0).images
+    torch.testing.assert_close(base, same)
+    slopes = steering.attribute_slopes([0.0, 1.0], np.stack([steering.brightness(base), steering.brightness(same)]))
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("held-out brightness slope", float(slopes.mean()), low=0.01)
