@@ -123,7 +123,7 @@ def plot_steering_sweep(a_values: Sequence[float], attribute: dict[str, np.ndarr
     k = len(a_values)
     if len(copies) != k or any(len(images[g]) != k or np.shape(attribute[g])[0] != k for g in ("gen", "mem")):
         raise ValueError(f"need one entry per strength ({k}) in attribute, copies and images")
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    fig, axes = plt.subplots(1, 3, figsize=(8, 3.2), gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for key, col, lab in (("gen", GEN_COLOR, "held-out (generalized)"), ("mem", MEM_COLOR, "planted (memorized)")):
         for ax, y in ((axes[0], np.asarray(attribute[key])), (axes[1], np.asarray(change[key]))):
             ax.errorbar(a_values, y.mean(1), yerr=y.std(1) / np.sqrt(y.shape[1]), color=col, marker="o",
@@ -155,6 +155,39 @@ def plot_steering_sweep(a_values: Sequence[float], attribute: dict[str, np.ndarr
         axes[2].set_yticks(*a_ticks)
         axes[2].set_ylabel("steering strength a")
         axes[2].set_xticks(*prompt_ticks)
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_distributions(scores: dict[str, np.ndarray], colors: dict[str, str], *, xlabel: str,
+                             title: str = "") -> plt.Figure:
+    """Chapter 13's figure in the manner of the paper's Fig. 5: one smoothed density per class of scores.
+
+    Args:
+        scores: ``{label: (N,) scores}``, drawn in order (a Gaussian kernel density with Scott's bandwidth,
+            and a rug of the scores themselves underneath).
+        colors: ``{label: colour}``.
+    """
+    if not scores or set(scores) - set(colors):
+        raise ValueError("need a colour for every class of scores")
+    allv = np.concatenate([np.asarray(v, dtype=np.float64) for v in scores.values()])
+    pad = 0.1 * (allv.max() - allv.min() + 1e-12)
+    grid = np.linspace(allv.min() - pad, allv.max() + pad, 400)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for j, (label, v) in enumerate(scores.items()):
+        v = np.asarray(v, dtype=np.float64)
+        bw = 1.06 * max(v.std(), 1e-3 * (allv.std() + 1e-12)) * len(v) ** (-1 / 5)
+        dens = np.exp(-0.5 * ((grid[:, None] - v[None]) / bw) ** 2).sum(1) / (len(v) * bw * np.sqrt(2 * np.pi))
+        ax.fill_between(grid, dens, color=colors[label], alpha=0.25)
+        ax.plot(grid, dens, color=colors[label], label=f"{label} ({len(v)})")
+        ax.plot(v, np.full(len(v), -0.04 * (j + 1)), "|", color=colors[label], ms=6,
+                transform=ax.get_xaxis_transform(), clip_on=False)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_ylim(bottom=0)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 

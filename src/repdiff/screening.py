@@ -30,7 +30,9 @@ import torch
 
 from . import detection, metrics, tiny_sd
 
-__all__ = ["GROUPS", "Screening", "screen", "reference_set", "Scores", "score_generations", "Comparison",
+__all__ = ["GROUPS", "Screening", "screen", "reference_set", "LabelSummary", "label_summary", "Scores",
+           "score_generations", "Comparison", "layer_sweep", "own_copies",
+           "training_images",
            "compare", "cache_dir"]
 
 GROUPS = ("planted", "control", "held_out")
@@ -94,6 +96,37 @@ def _fingerprint(pipe) -> str:
             h.update(name.encode())
             h.update(p.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()
+
+
+_REFERENCE: dict[str, tuple[torch.Tensor, np.ndarray, np.ndarray]] = {}
+
+
+def training_images(pipe, path: str | Path | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """:func:`reference_set`, kept in memory and on disk (keyed by the model's weights); Chapters 13-14."""
+    key = hashlib.sha256(json.dumps([_CACHE_VERSION, _fingerprint(pipe), str(path)]).encode()).hexdigest()[:24]
+    if key not in _REFERENCE:
+        file = cache_dir() / f"reference_{key}.pt"
+        if file.exists():
+            d = torch.load(file, weights_only=True)
+            _REFERENCE[key] = d["images"], np.asarray(d["kind"]), d["index"].numpy()
+        else:
+            rec, kind, index = reference_set(pipe, path)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"images": rec, "kind": kind.tolist(), "index": torch.from_numpy(index)}, file)
+            _REFERENCE[key] = rec, kind, index
+    return _REFERENCE[key]
+
+
+def own_copies(pipe, images: torch.Tensor, group: str, titles: np.ndarray, *,
+               path: str | Path | None = None) -> np.ndarray:
+    """``(N,)`` booleans: is each image a copy (1/3 rule) of the training poster of its prompt ``titles[i]`` of
+    ``group`` (``"planted"`` or ``"control"``)? Chapter 14 asks it of steered copies."""
+    if group not in ("planted", "control") or len(titles) != len(images):
+        raise ValueError(f"need group 'planted' or 'control' and one title per image, got {group!r}, "
+                         f"{len(titles)} titles for {len(images)} images")
+    ref, kind, index = training_images(pipe, path)
+    ratio, nearest = _label(detection.as_model_images(images, (-1, 1)), ref)
+    return (ratio < 1 / 3) & (kind[nearest] == group) & (index[nearest] == np.asarray(titles))
 
 
 @torch.no_grad()
@@ -165,7 +198,7 @@ def screen(pipe, *, n_planted: int = 80, n_control: int = 60, n_held_out: int = 
     gen = detection.generate(pipe, captions, steps=steps, guidance=guidance, seed=seed, keep_step=keep_step,
                              progress=progress)
     seconds = (time.perf_counter() - t0) / len(captions)
-    ref, ref_kind, ref_index = reference_set(pipe, path)
+    ref, ref_kind, ref_index = training_images(pipe, path)
     ratio, nearest = _label(gen.images, ref)
     nn_kind, nn_index = ref_kind[nearest], ref_index[nearest]
     is_copy = ratio < 1 / 3
@@ -243,3 +276,54 @@ def compare(pos: np.ndarray, neg: np.ndarray, *, n_bootstrap: int = 1000, seed: 
     r = metrics.detection_metrics(pos, neg, n_bootstrap=n_bootstrap, seed=seed)
     return Comparison(auroc=r["auroc"], auroc_lo=r["auroc_lo"], auroc_hi=r["auroc_hi"], tpr=r["tpr_at_1pct_fpr"],
                       tpr_lo=r["tpr_lo"], tpr_hi=r["tpr_hi"], n_pos=len(pos), n_neg=len(neg))
+
+
+@dataclass
+class LabelSummary:
+    """How many generations of each group are copies (Chapters 12-13): counts and shares."""
+
+    n_planted: int
+    n_titles: int
+    copies: int
+    copy_share: float
+    other_copies: int
+    n_control: int
+    control_copies: int
+    control_share: float
+    n_held_out: int
+    held_out_copies: int
+    held_out_share: float
+    titles_copied: int
+
+
+def label_summary(scr: Screening) -> LabelSummary:
+    """Counts of :class:`Screening` labels: own-poster copies among the planted-title generations (and copies
+    of some other training image), own-poster copies among the control generations, copies of anything among
+    the held-out generations; ``titles_copied`` planted titles with at least one copy."""
+    pl, ctl, held = scr.mask("planted"), scr.mask("control"), scr.mask("held_out")
+    own = scr.own_copy
+    return LabelSummary(
+        n_planted=int(pl.sum()), n_titles=len(set(scr.title[pl].tolist())), copies=int((own & pl).sum()),
+        copy_share=float((own & pl).sum() / max(1, pl.sum())), other_copies=int((scr.is_copy & ~own & pl).sum()),
+        n_control=int(ctl.sum()), control_copies=int((own & ctl).sum()),
+        control_share=float((own & ctl).sum() / max(1, ctl.sum())), n_held_out=int(held.sum()),
+        held_out_copies=int((scr.is_copy & held).sum()),
+        held_out_share=float((scr.is_copy & held).sum() / max(1, held.sum())),
+        titles_copied=len(set(scr.title[own & pl].tolist())))
+
+
+def layer_sweep(pipe, images: torch.Tensor, pos: np.ndarray, neg: np.ndarray, sites: list[str], ts: list[int], *,
+                poolings: tuple[str, ...] = ("max", "mean"), seed: int = 0) -> dict[tuple[str, int, str], float]:
+    """AUROC of the Std score, positives ``images[pos]`` against ``images[neg]``, for every site, timestep and
+    pooling (Chapter 13): one U-Net pass per image and timestep reads all sites. ``{(site, t, pooling): AUROC}``."""
+    keep = np.asarray(pos) | np.asarray(neg)
+    z = detection.encode_images(pipe, images[torch.from_numpy(keep)], generator=torch.Generator().manual_seed(seed),
+                                value_range=(-1, 1))
+    p, n = np.asarray(pos)[keep], np.asarray(neg)[keep]
+    out = {}
+    for t in ts:
+        reps = detection.representations(pipe, z, sites, t=t, pooling=poolings, seed=seed + 1)
+        for (site, pool), h in reps.items():
+            s = detection.spikiness(h, "std")
+            out[(site, t, pool)] = metrics.detection_metrics(s[p], s[n])["auroc"]
+    return out

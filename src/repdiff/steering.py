@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .detection import decode_latents, encode_images, encode_prompts, renoise, representations
+from .detection import decode_latents, encode_images, encode_prompts, generate, renoise, representations
 from .metrics import mean_interval
 from .theory import empirical_denoiser
 
@@ -34,6 +34,9 @@ __all__ = [
     "authors_window",
     "SteeringResult",
     "steering_result",
+    "sweep",
+    "Moves",
+    "representation_moves",
     "concept_vectors",
     "without_channel_means",
     "steer",
@@ -444,3 +447,53 @@ def steering_result(a_values: Sequence[float], held_attr: np.ndarray, copies_att
                           heldout_hi=h_hi, copies_slope=c_mean, copies_lo=c_lo, copies_hi=c_hi,
                           n=int(min(len(held), len(cop))), a_change=float(a[k_change]), copies_kept=kept,
                           separated=bool(h_lo > c_hi or c_lo > h_hi))
+
+
+def sweep(pipe, vectors: dict[str, torch.Tensor], a_values: Sequence[float], prompts: Sequence[str],
+          latents_at: torch.Tensor, *, from_step: int, window: tuple[int, int], steps: int = 30,
+          guidance: float = 7.5) -> list[torch.Tensor]:
+    """Steered samples at each strength: ``K`` tensors ``(P, 3, H, W)`` in [-1, 1] (Chapter 14).
+
+    Sampling resumes at step ``from_step`` from ``latents_at`` (the latents entering that step of an unsteered
+    run, :attr:`repdiff.detection.Generation.latents_at`): steps before the window are the same at every
+    strength, so they are run once. ``a = 0`` is sampled too (it reproduces the unsteered run).
+    """
+    if not 0 <= from_step <= window[0] <= window[1] <= steps:
+        raise ValueError(f"need 0 <= from_step <= window start <= window stop <= steps, got {from_step}, "
+                         f"{window}, {steps}")
+    out = []
+    for a in a_values:
+        with steer(pipe.unet, vectors, a, start=window[0], stop=window[1], first_call=from_step):
+            out.append(generate(pipe, list(prompts), steps=steps, guidance=guidance, latents=latents_at,
+                                start_step=from_step).images)
+    return out
+
+
+@dataclass
+class Moves:
+    """How far steered samples move in a representation space (Chapter 14), means over samples.
+
+    ``total``: ‖r(a) − r(0)‖; ``along``: the part along the unit concept axis ⟨r(a) − r(0), u⟩;
+    ``across``: the rest, √(total² − along²) per sample; ``of_mean``: ‖mean r(a) − mean r(0)‖, how far the
+    group's mean moves (what a plot of mean paths shows). All in the units of ``scale`` (1: raw).
+    """
+
+    total: float
+    along: float
+    across: float
+    of_mean: float
+
+
+def representation_moves(r0: np.ndarray, r1: np.ndarray, axis: np.ndarray, scale: float = 1.0) -> Moves:
+    """:class:`Moves` from representations ``r0, r1`` ``(P, C)`` of the same samples before and after steering,
+    along ``axis`` ``(C,)`` (e.g. the concept set's mean minus the opposite set's mean)."""
+    r0, r1, axis = (np.asarray(x, dtype=np.float64) for x in (r0, r1, axis))
+    if r0.shape != r1.shape or r0.ndim != 2 or axis.shape != (r0.shape[1],):
+        raise ValueError(f"need r0, r1 of one shape (P, C) and axis (C,), got {r0.shape}, {r1.shape}, {axis.shape}")
+    u = axis / np.linalg.norm(axis)
+    d = r1 - r0
+    total = np.linalg.norm(d, axis=1)
+    along = d @ u
+    across = np.sqrt(np.maximum(total**2 - along**2, 0))
+    return Moves(total=float(total.mean() / scale), along=float(along.mean() / scale),
+                 across=float(across.mean() / scale), of_mean=float(np.linalg.norm(d.mean(0)) / scale))
