@@ -89,3 +89,22 @@ def test_plot_steering_sweep():
     plt.close(fig)
     with pytest.raises(ValueError, match="one entry per strength"):
         repdiff.plotting.plot_steering_sweep(a, attr, attr, [2], ims, attribute_label="x")
+
+
+def test_glue_all_glues_every_scalar_field(capsys):
+    import dataclasses
+
+    @dataclasses.dataclass
+    class R:
+        auroc: float
+        n: int
+        name: str
+        scores: np.ndarray
+
+    repdiff.glue_all("x", R(0.5, 3, "a", np.zeros(3)))
+    out = capsys.readouterr().out.strip()
+    assert out == "x: auroc=0.5, n=3, name=a"
+    repdiff.glue_all("y", {"v": np.float64(1.25), "t": torch.tensor(2.0)})
+    assert capsys.readouterr().out.strip() == "y: v=1.25, t=2"
+    with pytest.raises(TypeError):
+        repdiff.glue_all("z", [1, 2])

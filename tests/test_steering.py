@@ -253,3 +253,59 @@ def test_horizontal_moment():
         steering.horizontal_moment(np.stack([bg, right]), np.stack([bg, bg, bg]))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         steering.horizontal_moment(bg, bg)
+
+
+def test_authors_window():
+    assert steering.authors_window(40) == (18, 38)  # the authors' calls 18-37 of 40
+    assert steering.authors_window(30) == (13, 28)
+    with pytest.raises(ValueError):
+        steering.authors_window(2)
+
+
+def test_sweep_resumes_where_the_unsteered_run_left(pipe):
+    """Sampling from the kept latents at step k gives the full run's samples, and a steered sweep changes
+    only what the window steers."""
+    prompts = ["the quiet harbor by tumiti", "a red circle above a blue square on a white background"]
+    full = detection.generate(pipe, prompts, steps=6, seed=3, keep_step=2)
+    resumed = detection.generate(pipe, prompts, steps=6, latents=full.latents_at, start_step=2)
+    torch.testing.assert_close(resumed.images, full.images, rtol=1e-4, atol=1e-4)
+    v = steering.concept_vectors(pipe, torch.rand(2, 3, 32, 32) * 2 - 1, "a", sites=["up_blocks.1.resnets.0"])
+    runs = steering.sweep(pipe, v, [0.0, 3.0], prompts, full.latents_at, from_step=2, window=(3, 5), steps=6)
+    torch.testing.assert_close(runs[0], full.images, rtol=1e-4, atol=1e-4)
+    assert (runs[1] - full.images).abs().max() > 1e-3
+    # the same steering from step 0, with the hook counting from 0, gives the same images
+    with steering.steer(pipe.unet, v, 3.0, start=3, stop=5):
+        direct = detection.generate(pipe, prompts, steps=6, seed=3).images
+    torch.testing.assert_close(runs[1], direct, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="from_step"):
+        steering.sweep(pipe, v, [1.0], prompts, full.latents_at, from_step=4, window=(3, 5), steps=6)
+    with pytest.raises(ValueError, match="latents"):
+        detection.generate(pipe, prompts, steps=6, start_step=2)
+
+
+def test_steering_result_against_numpy():
+    rng = np.random.default_rng(0)
+    a = [0.0, 0.2, 0.3, 0.5]
+    held = np.outer(a, rng.uniform(0.2, 0.4, 40)) + rng.normal(0, 0.01, (4, 40))
+    cop = np.outer(a, rng.uniform(-0.01, 0.03, 40)) + rng.normal(0, 0.01, (4, 40))
+    still = np.ones((4, 40), bool)
+    still[1:, :10] = False
+    r = steering.steering_result(a, held, cop, still)
+    ac = np.asarray(a) - np.mean(a)
+    h = (ac @ (held - held.mean(0))) / (ac @ ac)
+    c = (ac @ (cop - cop.mean(0))) / (ac @ ac)
+    assert r.heldout_slope == pytest.approx(h.mean()) and r.copies_slope == pytest.approx(c.mean())
+    assert r.ratio == pytest.approx(h.mean() / abs(c.mean()))
+    assert r.heldout_lo < r.heldout_slope < r.heldout_hi and r.separated and r.n == 40
+    assert r.a_change == 0.2 and r.copies_kept == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="a_values starting at 0"):
+        steering.steering_result([0.1, 0.2], held[:2], cop[:2], still[:2])
+
+
+def test_representation_moves():
+    r0 = np.zeros((3, 2))
+    r1 = np.array([[3.0, 4.0], [3.0, 4.0], [3.0, -4.0]])
+    m = steering.representation_moves(r0, r1, np.array([2.0, 0.0]))
+    assert m.total == pytest.approx(5.0) and m.along == pytest.approx(3.0) and m.across == pytest.approx(4.0)
+    assert m.of_mean == pytest.approx(np.hypot(3.0, 4.0 / 3))
+    assert steering.representation_moves(r0, r1, np.array([1.0, 0.0]), scale=5.0).total == pytest.approx(1.0)
