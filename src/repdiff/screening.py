@@ -177,7 +177,7 @@ def _plan(n_planted: int, n_control: int, n_held_out: int, path) -> tuple[list[s
     return captions, np.asarray(group), np.asarray(title, dtype=np.int64)
 
 
-def screen(pipe, *, n_planted: int = 80, n_control: int = 60, n_held_out: int = 80, steps: int = 30,
+def screen(pipe, *, n_planted: int = 64, n_control: int = 48, n_held_out: int = 64, steps: int = 30,
            guidance: float = 7.5, seed: int = 0, keep_step: int | None = None, path: str | Path | None = None,
            use_cache: bool = True, progress: bool = False) -> Screening:
     """Generate and label the three groups (Chapters 12-14); cached on disk (see :func:`cache_dir`).
