@@ -102,13 +102,84 @@ def test_ch14_copies_kept_rejects_copies_that_all_break():
 
 
 def test_ch14_zero_strength_moves_nothing(pipe):
-    """The steering hook with a = 0 (the wrong answer "steering did nothing") leaves the samples unchanged:
-    the sweep's slopes are then exactly 0 and a slope check rejects them."""
+    """Chapter 14's check "held-out samples: lower 95 % bound of the mean brightness slope >= 1e-3" rejects a
+    sweep in which steering did nothing (the hook with a = 0 at every strength): all slopes are 0."""
     v = {"up_blocks.1.resnets.0": torch.ones(pipe.unet.config.block_out_channels[-2])}
-    base = detection.generate(pipe, ["a", "b"], steps=3, seed=0).images
+    base = detection.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
     with steering.steer(pipe.unet, v, 0.0, start=0, stop=3):
-        same = detection.generate(pipe, ["a", "b"], steps=3, seed=0).images
+        same = detection.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
     torch.testing.assert_close(base, same)
-    slopes = steering.attribute_slopes([0.0, 1.0], np.stack([steering.brightness(base), steering.brightness(same)]))
+    bright = np.stack([steering.brightness(base), steering.brightness(same)])
+    r = steering.steering_result([0.0, 0.5], bright, bright, np.ones((2, 3), bool))
     with pytest.raises(repdiff.CheckFailed):
-        repdiff.check_range("held-out brightness slope", float(slopes.mean()), low=0.01)
+        repdiff.check_range("held-out samples: lower 95 % bound of the mean brightness slope", r.heldout_lo,
+                            low=1e-3)
+
+
+def test_ch14_copies_at_zero_check_rejects_a_lost_copy():
+    """"Copies at a = 0 are the screened copies" fails as soon as one a = 0 sample is not a copy (sampling
+    resumed from the wrong latents)."""
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("copies at a = 0 are the screened copies", np.array([True, False, True]).mean(), low=1.0)
+
+
+def test_ch12_block_layout_check_rejects_another_layout():
+    """Chapter 12's layout checks fail for a U-Net with other block types or two resnets per up block."""
+    from repdiff import sd_hub
+
+    sd14 = sd_hub.sd14_unet_config()
+    other = list(sd14["down_block_types"])
+    other[-1] = "CrossAttnDownBlock2D"
+    mismatch = sum(a != b for a, b in zip(other, sd14["down_block_types"], strict=True))
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check("block layout vs SD v1.4 (number of mismatches)", mismatch, 0, tol=0, relative=False)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check("resnets per up block", [2, 2, 2, 2], [3, 3, 3, 3], tol=0, relative=False)
+
+
+def test_ch12_guided_loop_check_rejects_another_guidance(pipe):
+    """"Our guided DDIM loop vs StableDiffusionPipeline" fails when the loop uses another guidance weight."""
+    probe = ["the quiet harbor by tumiti", "a red circle above a blue square on a white background"]
+    ours = detection.generate(pipe, probe, steps=3, guidance=1.0, seed=1).images
+    ref = pipe(probe, num_inference_steps=3, guidance_scale=7.5, height=32, width=32, output_type="np",
+               generator=torch.Generator().manual_seed(1)).images
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check("our guided DDIM loop vs StableDiffusionPipeline (max abs, [0,1] pixels)",
+                      (ours.numpy().transpose(0, 2, 3, 1) + 1) / 2, ref, tol=1e-4, relative=False)
+
+
+def test_ch12_prompt_list_checks_reject_swapped_lists():
+    """The prompt-list checks fail when the planted and held-out lists are swapped."""
+    planted, held = ["the quiet harbor by tumiti"], ["a red circle above a blue square on a white background"]
+    training_captions = set(planted) | {"a green square below a red circle on a gray background"}
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check("memorized prompts = planted captions", float(held == planted), 1.0, tol=0)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check("held-out prompts found in the training captions", len(set(planted) & training_captions), 0,
+                      tol=0, relative=False)
+
+
+def test_ch12_recall_checks_reject_an_easy_task(pipe):
+    """Chapter 12's recall checks: the error at t = 999 must be large (>= 0.5); the same computation at t = 0,
+    where almost nothing is noise, gives a small error and fails. The ratio checks (another title / own title
+    >= 2, control / planted >= 2) fail when both sides are the same measurement (ratio 1)."""
+    z = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))  # unit-scale latents
+    err = detection.clean_estimate_error(pipe, z, [""] * 4, [0], seed=0)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("own title at t=999: relative error (recall fails if near 1)", float(np.median(err)),
+                            low=0.5)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("t=500: another title / own title error", float(np.median(err) / np.median(err)), low=2)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("t=500: control posters / planted posters error (own titles)", 1.0, low=2)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("t=500: empty prompt / own title error (recognition needs no prompt)", 3.0, high=2)
+
+
+def test_ch12_median_ratio_check_rejects_equal_groups():
+    """"Median NN ratio: planted-title minus held-out generations <= -0.1" fails when both groups are alike."""
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0.5, 1, 64), rng.uniform(0.5, 1, 64)
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("median NN ratio: planted-title minus held-out generations",
+                            float(np.median(a) - np.median(b)), high=-0.1)
