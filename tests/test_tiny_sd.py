@@ -176,3 +176,64 @@ def test_shipped_model_detector_independent_implementation():
     tpr = np.mean(s_mem > np.percentile(s_held, 99))
     print(f"independent detector: AUROC {auroc:.3f}, TPR@1%FPR {tpr:.2f}")
     assert auroc >= 0.99 and tpr >= 0.9
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+    """A run stopped after 2 of 4 U-Net steps and resumed from its state.pt ends with the same weights."""
+    recipe = copy.deepcopy(TINY)
+    recipe["train_unet"]["steps"] = 4
+    straight = tiny_sd.train(recipe, log=lambda s: None, progress=False, log_every=1)
+
+    def stop_at_step_3(line):
+        if line.startswith("unet stage 0 step     3"):
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        tiny_sd.train(recipe, log=stop_at_step_3, progress=False, log_every=1, checkpoint_every=2,
+                      checkpoint_dir=tmp_path)
+    assert torch.load(tmp_path / "state.pt", weights_only=False)["step"] == 2
+    resumed = tiny_sd.train(recipe, log=lambda s: None, progress=False, log_every=1, resume_from=tmp_path)
+    assert resumed["record"]["unet_steps"] == 4
+    for (name, a), b in zip(straight["unet"].state_dict().items(), resumed["unet"].state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_prompt_lists_carry_their_training_images(tmp_path):
+    res = tiny_sd.train(TINY, out=tmp_path, log=lambda s: None, progress=False)
+    ds = res["dataset"]
+    mem = tiny_sd.read_prompt_images("memorized", tmp_path)
+    assert mem.shape == ds.planted_images.shape and mem.dtype == torch.float32
+    assert (mem - torch.from_numpy(ds.planted_images)).abs().max() <= 1 / 127.5 + 1e-6  # 8-bit PNG
+    caps, imgs = tiny_sd.control_captions_and_images(ds)
+    assert tiny_sd.read_prompts("control", tmp_path) == caps and len(caps) == 4
+    assert (tiny_sd.read_prompt_images("control", tmp_path) - torch.from_numpy(imgs)).abs().max() <= 1 / 127.5 + 1e-6
+    # control titles occur exactly once in training; planted titles n_copies times
+    assert all(ds.captions.count(c) == 1 for c in caps)
+    assert all(ds.captions.count(c) == 3 for c in tiny_sd.read_prompts("memorized", tmp_path))
+    with pytest.raises(ValueError, match="image"):
+        tiny_sd.read_prompt_images("held_out", tmp_path)
+    with pytest.raises(ValueError, match="unknown prompt list"):
+        tiny_sd.read_prompts("planted", tmp_path)
+
+
+def test_screen_finds_a_pipeline_that_copies(tmp_path):
+    """screen() calls a copy a copy only when it is nearest to its OWN image (negative control: wrong owner)."""
+    res = tiny_sd.train(TINY, out=tmp_path, log=lambda s: None, progress=False)
+    refs = torch.from_numpy(res["dataset"].unique_images())
+
+    class Copier:  # stands in for a pipeline that returns training images exactly
+        device = torch.device("cpu")
+
+        def __call__(self, prompts, **kw):
+            class Out:
+                images = (refs[: len(prompts)] + 1) / 2
+            return Out()
+
+    r = tiny_sd.screen(Copier(), ["x"] * 4, refs, own=[0, 1, 2, 3])
+    assert r["copy"].all() and (r["nearest"] == [0, 1, 2, 3]).all()
+    assert not tiny_sd.screen(Copier(), ["x"] * 4, refs, own=[1, 2, 3, 0])["copy"].any()

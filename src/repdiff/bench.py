@@ -6,6 +6,11 @@
     default recipe's U-Net. Each path is warmed up first (compilation is not timed). If ``torch.compile``
     fails (no C++ compiler, say) the optimized path is timed without it and the record says so.
 
+``python -m repdiff.bench tiny_sd [--steps 300] [--batch-size B] [--compile] [--out FILE.json]``
+    U-Net training steps per second of the tiny Stable Diffusion (Chapter 12's recipe, ``data/tiny_sd``):
+    the reference loop (float32, the loss read back to the host every step) against the training loop as
+    shipped (bf16 autocast on a GPU, random draws on the device, a host sync only every 200 steps).
+
 ``python -m repdiff.bench transition [--root data/unet_sweep] [--n 64] [--steps 50]``
     The "done when" check of Chapter 10: sample every shipped checkpoint with its own saved scheduler
     (``--steps`` DDIM steps, ``--n`` samples) and measure the memorization fraction of the samples against the
@@ -22,7 +27,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["train_throughput", "bench_train", "transition_table", "main"]
+__all__ = ["train_throughput", "bench_train", "bench_tiny_sd", "transition_table", "main"]
 
 
 def train_throughput(
@@ -129,6 +134,36 @@ def bench_train(
     }
 
 
+def bench_tiny_sd(*, steps: int = 300, batch_size: int | None = None, compile: bool = False,
+                  device: str | None = None) -> dict[str, Any]:
+    """Steps/s of the tiny SD's U-Net stage: reference (fp32, host sync every step) vs shipped loop (Chapter 12).
+
+    Both run :func:`repdiff.tiny_sd.train` on the shipped recipe with a 10-step VAE stage and one U-Net stage
+    of ``steps`` steps (at the recipe's batch size unless ``batch_size``); the rate includes warm-up.
+    """
+    import copy
+
+    from . import tiny_sd
+
+    recipe = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
+    recipe["train_vae"]["steps"] = 10
+    recipe["train_unet"] = {**recipe["train_unet"], "steps": steps, "warmup": 10}
+    if batch_size:
+        recipe["train_unet"]["batch_size"] = batch_size
+    recipe["train_unet_more"] = []
+
+    def rate(**kw) -> float:
+        rec = tiny_sd.train(recipe, device=device, log=lambda s: None, progress=False, **kw)["record"]
+        return float(rec["runs"][-1]["steps_per_s"][0])
+
+    ref = rate(bf16=False, log_every=1)
+    opt = rate(bf16=True, log_every=200, compile=compile)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "batch_size": recipe["train_unet"]["batch_size"], "steps": steps, "compile": compile,
+            "reference_steps_per_s": ref, "optimized_steps_per_s": opt, "speedup": opt / ref}
+
+
 def transition_table(
     root: str | Path | None = None,
     *,
@@ -177,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--no-compile", action="store_true")
     p_train.add_argument("--compile-mode", help="torch.compile mode (default on a GPU: reduce-overhead)")
     p_train.add_argument("--out", help="write the result as JSON here")
+    p_sd = sub.add_parser("tiny_sd", help="tiny SD U-Net steps/s: reference vs shipped training loop")
+    p_sd.add_argument("--steps", type=int, default=300)
+    p_sd.add_argument("--batch-size", type=int)
+    p_sd.add_argument("--compile", action="store_true")
+    p_sd.add_argument("--out", help="write the result as JSON here")
     p_tr = sub.add_parser("transition", help="memorization fraction of every shipped checkpoint")
     p_tr.add_argument("--root")
     p_tr.add_argument("--n", type=int, default=64)
@@ -190,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reference (fp32, eager):                 {r['images_per_s']:10.1f} images/s")
         extra = "" if o["compile"] else "  (compile failed or off: eager)"
         print(f"optimized (bf16, channels_last, compile): {o['images_per_s']:10.1f} images/s{extra}")
+        print(f"speed-up: {res['speedup']:.2f}x")
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    elif args.what == "tiny_sd":
+        res = bench_tiny_sd(steps=args.steps, batch_size=args.batch_size, compile=args.compile)
+        print(f"device: {res['device']}, batch size {res['batch_size']}, {res['steps']} steps")
+        print(f"reference (fp32, host sync every step): {res['reference_steps_per_s']:8.1f} steps/s")
+        print(f"shipped loop (bf16 on GPU, no sync):    {res['optimized_steps_per_s']:8.1f} steps/s")
         print(f"speed-up: {res['speedup']:.2f}x")
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)

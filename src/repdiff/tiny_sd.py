@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import platform
 import tempfile
 import time
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
 from . import captioned
 from .paths import data_path
@@ -43,8 +44,15 @@ __all__ = [
     "save_model",
     "load_pipeline",
     "read_prompts",
+    "read_prompt_images",
+    "control_captions_and_images",
+    "screen",
     "default_model_path",
+    "PROMPT_LISTS",
 ]
+
+#: The prompt lists shipped beside the model (``prompts/<name>.jsonl``).
+PROMPT_LISTS = ("memorized", "control", "held_out")
 
 #: The recipe of the shipped model (``data/tiny_sd/recipe.json`` holds the same values).
 DEFAULT_RECIPE: dict[str, Any] = {
@@ -181,13 +189,6 @@ def make_dataset(recipe: dict[str, Any]) -> captioned.CaptionedDataset:
 
 
 # ----------------------------------------------------------------------------------------------- training
-def _lr_at(step: int, total: int, lr: float, warmup: int) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    frac = (step - warmup) / max(1, total - warmup)
-    return lr * 0.5 * (1 + math.cos(math.pi * frac))
-
-
 def v_weight_mean(alphas_cumprod: torch.Tensor, max_weight: float | None = None) -> float:
     """Mean over timesteps of the v-loss weight ``1 / alpha_bar_t`` (clipped at ``max_weight``).
 
@@ -209,48 +210,87 @@ def v_loss_weights(alphas_cumprod: torch.Tensor, max_weight: float | None = None
     return w if max_weight is None else w.clamp(max=max_weight)
 
 
-def _train_vae(vae, images: torch.Tensor, cfg: dict, gen: torch.Generator, log) -> float:
+def _autocast(dev: torch.device, bf16: bool):
+    """bf16 autocast on a GPU (weights and optimizer stay float32); a no-op elsewhere."""
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16 and dev.type == "cuda")
+
+
+def _bar(total: int, desc: str, initial: int = 0, progress: bool = True):
+    return tqdm(total=total, initial=initial, desc=desc, disable=not progress, mininterval=1.0, leave=False)
+
+
+def _train_vae(vae, images: torch.Tensor, cfg: dict, gen: torch.Generator, log, bf16: bool,
+               progress: bool) -> float:
+    """Stage 1: the VAE on the distinct training images (L1 + L2 reconstruction, tiny KL weight)."""
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+
+    dev = images.device
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg["lr"], weight_decay=0.0)
-    loss_val = float("nan")
+    sched = get_cosine_schedule_with_warmup(opt, cfg.get("warmup", 50), cfg["steps"])
+    loss_sum, k, loss_val = torch.zeros((), device=dev), 0, float("nan")
+    bar = _bar(cfg["steps"], "vae", progress=progress)
     for step in range(cfg["steps"]):
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg["steps"], cfg["lr"], 50)
-        idx = torch.randint(0, len(images), (cfg["batch_size"],), generator=gen)
-        x = images[idx]
-        post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen).to(x)
-        rec = vae.decode(z).sample
-        kl = post.kl().mean()
+        x = images[torch.randint(0, len(images), (cfg["batch_size"],), generator=gen, device=dev)]
+        with _autocast(dev, bf16):
+            post = vae.encode(x).latent_dist
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen, device=dev)
+            rec = vae.decode(z).sample.float()
+            kl = post.kl().mean()
         loss = (rec - x).abs().mean() + 0.5 * (rec - x).square().mean() + cfg["kl_weight"] * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_val = loss.item()
-        if step % 100 == 0 or step == cfg["steps"] - 1:
-            log(f"vae step {step:5d}  loss {loss_val:.4f}")
+        sched.step()
+        loss_sum += loss.detach()
+        k += 1
+        bar.update()
+        if (step + 1) % 200 == 0 or step == cfg["steps"] - 1:  # the only host sync: every 200 steps
+            loss_val = float(loss_sum / k)
+            loss_sum.zero_()
+            k = 0
+            bar.set_postfix(loss=f"{loss_val:.4f}")
+            log(f"vae step {step + 1:5d}  loss {loss_val:.4f}")
+    bar.close()
     return loss_val
+
+
+def _save_state(path: Path, **state) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a run killed while saving leaves the previous state intact
 
 
 def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, device: str | None = None,
           log=print, checkpoint_every: int = 0, checkpoint_dir: str | Path | None = None,
-          resume_from: str | Path | None = None) -> dict[str, Any]:
+          resume_from: str | Path | None = None, *, bf16: bool = True, compile: bool = False,
+          progress: bool = True, log_every: int = 200, stop_at: float | None = None) -> dict[str, Any]:
     """Train the tiny SD from a recipe and (if ``out``) save it there. Returns a record of the run.
 
     Stage 1 trains the VAE on the distinct training images (L1 + L2 reconstruction, tiny KL weight) and sets
-    its ``scaling_factor`` so latents have unit variance, as SD's 0.18215 does. Stage 2 trains the U-Net and
-    the text encoder jointly on the noise-prediction (epsilon) loss with SD v1's schedule, replacing the
-    caption by the empty prompt with probability ``p_uncond`` (what classifier-free guidance needs).
-    With ``checkpoint_every > 0`` the pipeline is also saved to ``checkpoint_dir/step_<k>`` along the way.
+    its ``scaling_factor`` so latents have unit variance, as SD's 0.18215 does. Then the U-Net and the text
+    encoder are trained jointly on the noise-prediction (epsilon) loss with SD v1's schedule, replacing the
+    caption by the empty prompt with probability ``p_uncond`` (what classifier-free guidance needs). Each
+    U-Net stage (``recipe["train_unet"]``, then the list ``recipe.get("train_unet_more", [])``) has its own
+    warm-up and cosine schedule (``diffusers.optimization``). A stage with ``planted_share`` draws that share of
+    each batch from the duplicated rows, the rest from the others; ``"loss_weight": "v"`` weights the epsilon
+    loss as the v-prediction loss does (:func:`v_weight_mean`).
 
-    The U-Net stage may be followed by further stages, ``recipe["train_unet_more"]`` (a list of configs of
-    the same form, each with its own warm-up and cosine schedule). A stage with ``planted_share`` draws that
-    share of each batch from the duplicated rows (as if the posters had more copies), the rest from the
-    others. A stage with ``"loss_weight": "v"`` (optionally ``max_weight``) weights the epsilon loss as the
-    v-prediction loss does (see :func:`v_weight_mean`), which puts weight on the clean estimate at high noise
-    levels, where the plain epsilon loss hardly looks. ``resume_from`` (a saved model folder whose
-    ``training.json`` says how many stages it holds) skips the VAE and the stages already done; the random
-    stream then differs from a run from scratch, so the weights are those of the same recipe, not bit-equal.
+    The loop is written for the hardware: the data set's latent posteriors, captions and every random draw
+    live on the training device (a device ``torch.Generator``), on a GPU the forward pass runs under bf16
+    autocast (``bf16``) and optionally through ``torch.compile`` (``compile``), and the host reads the loss
+    back only every ``log_every`` steps, so the GPU is never waiting for Python. ``bench.tiny_sd_steps``
+    compares it with the plain loop.
+
+    Resuming: with ``checkpoint_every > 0`` the full training state (weights, optimizer, learning-rate
+    schedule, random stream, position) is written to ``checkpoint_dir/state.pt`` every that many U-Net steps,
+    and ``resume_from`` that folder continues exactly where it stopped, so a CPU can train the recipe in
+    several runs. ``resume_from`` a saved model folder (with ``training.json``) instead skips the VAE and
+    the U-Net stages it already holds. ``stop_at`` (a ``time.time()`` value) is a guard for a lent machine: a
+    stage still running then ends early, and the record says at which step (``stopped_early``).
     """
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+
     recipe = copy.deepcopy(DEFAULT_RECIPE if recipe is None else recipe)
     stages = [recipe["train_unet"], *recipe.get("train_unet_more", [])]
     for k, cfg in enumerate(stages):
@@ -258,7 +298,7 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
             raise ValueError(f"U-Net stage {k}: loss_weight must be 'epsilon' or 'v', got {cfg['loss_weight']!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(recipe["seed"])
-    gen = torch.Generator().manual_seed(recipe["seed"])
+    gen = torch.Generator(device=dev).manual_seed(recipe["seed"])
     t0 = time.time()
     ds = make_dataset(recipe)
     tok_dir = Path(tempfile.mkdtemp())
@@ -275,8 +315,19 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
     planted_rows = np.nonzero(ds.kind == "planted")[0]
     row_to_uniq[planted_rows] = len(non_planted) + ds.planted_id[planted_rows]
 
-    done, prev = 0, {}
-    if resume_from is not None:
+    state_file = Path(resume_from) / "state.pt" if resume_from is not None else None
+    mid = torch.load(state_file, map_location=dev, weights_only=False) if state_file and state_file.exists() else None
+    done, prev, resume_step = 0, {}, 0
+    if mid is not None:  # exact continuation of an interrupted run
+        vae.load_state_dict(mid["vae"])
+        unet.load_state_dict(mid["unet"])
+        text_encoder.load_state_dict(mid["text_encoder"])
+        vae.register_to_config(scaling_factor=float(mid["scaling_factor"]))
+        gen.set_state(mid["generator"].cpu())
+        prev, done, resume_step = mid["record"], int(mid["stage"]), int(mid["step"])
+        vae_loss = prev.get("vae_final_loss", float("nan"))
+        log(f"resumed from {state_file}: U-Net stage {done}, step {resume_step}")
+    elif resume_from is not None:
         prev = json.loads((Path(resume_from) / "training.json").read_text())
         done = int(prev.get("stages_done", 1))
         saved = load_pipeline(resume_from, device=dev)
@@ -289,7 +340,7 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
         log(f"resumed from {resume_from}: {done} U-Net stage(s) done")
     else:
         vae.train()
-        vae_loss = _train_vae(vae, uniq, recipe["train_vae"], gen, log)
+        vae_loss = _train_vae(vae, uniq, recipe["train_vae"], gen, log, bf16, progress)
     vae.eval()
     with torch.no_grad():
         posts = [vae.encode(uniq[i:i + 256]).latent_dist for i in range(0, len(uniq), 256)]
@@ -309,73 +360,105 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
     row_to_uniq_t = torch.from_numpy(row_to_uniq).to(dev)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     alphas = ns.alphas_cumprod.to(dev)
-    planted_rows_t = torch.from_numpy(planted_rows)
-    other_rows_t = torch.from_numpy(non_planted)
-    losses: list[float] = []
+    planted_rows_t = torch.from_numpy(planted_rows).to(dev)
+    other_rows_t = torch.from_numpy(non_planted).to(dev)
+    unet_fwd = torch.compile(unet) if compile else unet
+    last_losses: list[float] = []
     total = int(prev.get("unet_steps", 0))
+    steps_per_s: list[float] = []
+    stopped: list[dict] = []
     for stage, cfg in enumerate(stages):
-        if stage < done:
+        if stage < done or stopped:
             continue
-        opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0)
-        v_loss = cfg.get("loss_weight", "epsilon") == "v"  # the v-prediction loss, written in epsilon terms
-        if v_loss:  # per-timestep weights, divided by their mean so the loss keeps the epsilon loss's scale
+        bs = int(cfg["batch_size"])
+        opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0, fused=dev.type == "cuda")
+        sched = get_cosine_schedule_with_warmup(opt, cfg["warmup"], cfg["steps"])
+        first = 0
+        if mid is not None and stage == done:
+            opt.load_state_dict(mid["optimizer"])
+            sched.load_state_dict(mid["lr_schedule"])
+            first = resume_step
+        w_table = None
+        if cfg.get("loss_weight", "epsilon") == "v":  # per-timestep weights, mean 1: the epsilon loss's scale
             w_table = v_loss_weights(alphas, cfg.get("max_weight")) / v_weight_mean(alphas, cfg.get("max_weight"))
         unet.train()
         text_encoder.train()
-        for step in range(cfg["steps"]):
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"])
+        loss_sum, k = torch.zeros((), device=dev), 0
+        bar = _bar(cfg["steps"], f"U-Net stage {stage}", initial=first, progress=progress)
+        t_stage, n_stage = time.time(), 0
+        for step in range(first, cfg["steps"]):
             if cfg.get("planted_share") is None:  # rows drawn uniformly: duplicates as often as they occur
-                rows = torch.randint(0, len(ds), (cfg["batch_size"],), generator=gen).to(dev)
+                rows = torch.randint(0, len(ds), (bs,), generator=gen, device=dev)
             else:  # a share of each batch drawn from the duplicated rows, the rest from the others
-                pick = torch.rand(cfg["batch_size"], generator=gen) < cfg["planted_share"]
-                r_pl = planted_rows_t[torch.randint(0, len(planted_rows_t), (cfg["batch_size"],), generator=gen)]
-                r_ot = other_rows_t[torch.randint(0, len(other_rows_t), (cfg["batch_size"],), generator=gen)]
-                rows = torch.where(pick, r_pl, r_ot).to(dev)
+                pick = torch.rand(bs, generator=gen, device=dev) < cfg["planted_share"]
+                r_pl = planted_rows_t[torch.randint(0, len(planted_rows_t), (bs,), generator=gen, device=dev)]
+                r_ot = other_rows_t[torch.randint(0, len(other_rows_t), (bs,), generator=gen, device=dev)]
+                rows = torch.where(pick, r_pl, r_ot)
             u = row_to_uniq_t[rows]
-            z0 = (mu[u] + sd[u] * torch.randn(mu[u].shape, generator=gen).to(dev)) * scaling
-            noise = torch.randn(z0.shape, generator=gen).to(dev)
-            tt = torch.randint(0, ns.config.num_train_timesteps, (len(rows),), generator=gen).to(dev)
-            a = alphas[tt].view(-1, 1, 1, 1)
-            zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
-            drop = (torch.rand(len(rows), generator=gen) < cfg["p_uncond"]).to(dev)
-            batch_ids = torch.where(drop[:, None], empty.expand(len(rows), -1), ids[rows])
-            enc = text_encoder(batch_ids).last_hidden_state
-            pred = unet(zt, tt, encoder_hidden_states=enc).sample
-            err = (pred - noise).square().mean(dim=(1, 2, 3))
-            loss = (w_table[tt] * err).mean() if v_loss else err.mean()
+            z0 = (mu[u] + sd[u] * torch.randn(mu[u].shape, generator=gen, device=dev)) * scaling
+            noise = torch.randn(z0.shape, generator=gen, device=dev)
+            tt = torch.randint(0, ns.config.num_train_timesteps, (bs,), generator=gen, device=dev)
+            zt = ns.add_noise(z0, noise, tt)  # the scheduler's forward process (its table moves to dev once)
+            drop = torch.rand(bs, generator=gen, device=dev) < cfg["p_uncond"]
+            batch_ids = torch.where(drop[:, None], empty.expand(bs, -1), ids[rows])
+            with _autocast(dev, bf16):
+                enc = text_encoder(batch_ids).last_hidden_state
+                pred = unet_fwd(zt, tt, encoder_hidden_states=enc).sample
+            err = (pred.float() - noise).square().mean(dim=(1, 2, 3))
+            loss = (w_table[tt] * err).mean() if w_table is not None else err.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            losses.append(loss.item())
+            sched.step()
+            loss_sum += loss.detach()
+            k += 1
+            n_stage += 1
             total += 1
-            if step % 100 == 0 or step == cfg["steps"] - 1:
-                log(f"unet stage {stage} step {step:5d}  loss {np.mean(losses[-100:]):.4f}  "
+            bar.update()
+            if (step + 1) % log_every == 0 or step == cfg["steps"] - 1:  # the loop's only host sync
+                last_losses.append(float(loss_sum / k))
+                loss_sum.zero_()
+                k = 0
+                rate = n_stage / (time.time() - t_stage)
+                bar.set_postfix(loss=f"{last_losses[-1]:.4f}", it_s=f"{rate:.1f}")
+                log(f"unet stage {stage} step {step + 1:5d}  loss {last_losses[-1]:.4f}  {rate:.1f} steps/s  "
                     f"{time.time() - t0:.0f} s")
+            if stop_at is not None and time.time() > stop_at and step + 1 < cfg["steps"]:
+                stopped.append({"stage": stage, "step": step + 1, "of": cfg["steps"]})
+                log(f"stop_at reached: stage {stage} ends at step {step + 1} of {cfg['steps']}")
+                break
             if checkpoint_every and checkpoint_dir and total % checkpoint_every == 0:
-                unet.eval()
-                text_encoder.eval()
-                rec = {"unet_steps": total, "partial": True, "stages_done": stage}
-                save_model(Path(checkpoint_dir) / f"step_{total}", recipe, ds, tokenizer, text_encoder, vae, unet,
-                           comps["scheduler"], rec)
-                unet.train()
-                text_encoder.train()
+                _save_state(Path(checkpoint_dir) / "state.pt", vae=vae.state_dict(), unet=unet.state_dict(),
+                            text_encoder=text_encoder.state_dict(), optimizer=opt.state_dict(),
+                            lr_schedule=sched.state_dict(), generator=gen.get_state(), scaling_factor=scaling,
+                            stage=stage, step=step + 1,
+                            record={**prev, "vae_final_loss": vae_loss, "unet_steps": total,
+                                    "wall_time_s": time.time() - t0 + float(prev.get("wall_time_s", 0.0))})
+        bar.close()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        steps_per_s.append(n_stage / max(time.time() - t_stage, 1e-9))
     unet.eval()
     text_encoder.eval()
     record = {
         "vae_final_loss": vae_loss, "vae_rmse": vae_rmse, "scaling_factor": scaling,
-        "unet_final_loss": float(np.mean(losses[-200:])) if losses else prev.get("unet_final_loss"),
+        "unet_final_loss": float(np.mean(last_losses[-2:])) if last_losses else prev.get("unet_final_loss"),
         "unet_steps": total, "stages_done": len(stages),
         "wall_time_s": time.time() - t0 + float(prev.get("wall_time_s", 0.0)), "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),
+        "bf16": bool(bf16 and dev.type == "cuda"), "compile": bool(compile),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "n_train_rows": len(ds), "n_distinct_images": len(uniq),
     }
+    if stopped or prev.get("stopped_early"):
+        record["stopped_early"] = list(prev.get("stopped_early", [])) + stopped
     # one entry per call, so a model trained in several resumed runs says what each run did
     record["runs"] = list(prev.get("runs", [])) + [{
         "stages": [done + 1, len(stages)], "unet_steps": total - int(prev.get("unet_steps", 0)),
         "wall_time_s": time.time() - t0, "device": str(dev), "threads": torch.get_num_threads(),
+        "steps_per_s": [round(r, 2) for r in steps_per_s],
     }]
     if out is not None:
         save_model(out, recipe, ds, tokenizer, text_encoder, vae, unet, comps["scheduler"], record)
@@ -385,13 +468,33 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
             "scheduler": comps["scheduler"], "dataset": ds}
 
 
-def _jsonl(path: Path, captions: list[str]) -> None:
-    path.write_text("".join(json.dumps({"caption": c}) + "\n" for c in captions))
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _to_png(image: np.ndarray, path: Path) -> None:
+    """Write a ``(3, H, W)`` image in [-1, 1] as an 8-bit RGB PNG."""
+    arr = np.clip(np.rint((np.transpose(image, (1, 2, 0)) + 1) * 127.5), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr, mode="RGB").save(path, optimize=True)
+
+
+def control_captions_and_images(ds: captioned.CaptionedDataset) -> tuple[list[str], np.ndarray]:
+    """The control titles: posters that occur ONCE in training (same look as the planted ones), with their images.
+
+    Returns ``(captions, images)``, images ``(n, 3, H, W)`` in [-1, 1]. Chapter 13's third class.
+    """
+    rows = np.nonzero(ds.kind == "single_poster")[0]
+    return [ds.captions[i] for i in rows], ds.images[rows]
 
 
 def save_model(out: str | Path, recipe: dict, ds: captioned.CaptionedDataset, tokenizer, text_encoder, vae, unet,
                scheduler, record: dict) -> Path:
-    """Save the pipeline with ``save_pretrained`` plus ``recipe.json``, ``training.json`` and the prompt lists."""
+    """Save the pipeline with ``save_pretrained``, ``recipe.json``, ``training.json``, the prompt lists and images.
+
+    ``prompts/memorized.jsonl`` and ``prompts/control.jsonl`` carry each title with its training image
+    (``planted/NNN.png``, ``control/NNN.png``, 8-bit PNGs); ``prompts/held_out.jsonl`` the held-out captions.
+    """
     from diffusers import StableDiffusionPipeline
 
     out = Path(out)
@@ -408,8 +511,18 @@ def save_model(out: str | Path, recipe: dict, ds: captioned.CaptionedDataset, to
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "prompts").mkdir(exist_ok=True)
-    _jsonl(out / "prompts" / "memorized.jsonl", ds.planted_captions)
-    _jsonl(out / "prompts" / "held_out.jsonl", ds.held_out_captions)
+    rows = []
+    for j, (cap, img) in enumerate(zip(ds.planted_captions, ds.planted_images, strict=True)):
+        _to_png(img, out / "planted" / f"{j:03d}.png")
+        rows.append({"caption": cap, "image": f"planted/{j:03d}.png"})
+    _jsonl(out / "prompts" / "memorized.jsonl", rows)
+    ctrl_caps, ctrl_imgs = control_captions_and_images(ds)
+    rows = []
+    for j, (cap, img) in enumerate(zip(ctrl_caps, ctrl_imgs, strict=True)):
+        _to_png(img, out / "control" / f"{j:03d}.png")
+        rows.append({"caption": cap, "image": f"control/{j:03d}.png"})
+    _jsonl(out / "prompts" / "control.jsonl", rows)
+    _jsonl(out / "prompts" / "held_out.jsonl", [{"caption": c} for c in ds.held_out_captions])
     return out
 
 
@@ -444,17 +557,69 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     return pipe.to(device)
 
 
-def read_prompts(name: str, path: str | Path | None = None) -> list[str]:
-    """Captions from ``<model>/prompts/<name>.jsonl`` (``"memorized"`` or ``"held_out"``)."""
+def _prompt_rows(name: str, path: str | Path | None) -> tuple[Path, list[dict]]:
     path = Path(path) if path is not None else default_model_path()
+    if name not in PROMPT_LISTS:
+        raise ValueError(f"unknown prompt list {name!r}; expected one of {PROMPT_LISTS}")
     f = path / "prompts" / f"{name}.jsonl"
     if not f.exists():
         raise FileNotFoundError(f"{f} is missing")
-    return [json.loads(line)["caption"] for line in f.read_text().splitlines() if line.strip()]
+    return path, [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+
+
+def read_prompts(name: str, path: str | Path | None = None) -> list[str]:
+    """Captions from ``<model>/prompts/<name>.jsonl``: ``"memorized"``, ``"control"`` or ``"held_out"``."""
+    return [r["caption"] for r in _prompt_rows(name, path)[1]]
+
+
+def read_prompt_images(name: str, path: str | Path | None = None) -> torch.Tensor:
+    """The training images of a prompt list (``"memorized"`` or ``"control"``), in list order.
+
+    Returns ``(N, 3, H, W)`` float32 in [-1, 1], read from the PNGs the list's ``"image"`` fields name
+    (Chapters 12-14 use them as the reference set of the copy test).
+    """
+    path, rows = _prompt_rows(name, path)
+    if any("image" not in r for r in rows):
+        raise ValueError(f"prompts/{name}.jsonl has lines without an 'image' field (held-out captions have none)")
+    arrs = [np.asarray(Image.open(path / r["image"]).convert("RGB"), dtype=np.float32) for r in rows]
+    return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def screen(pipe, prompts: list[str], references: torch.Tensor, *, own: list[int] | None = None, seed: int = 0,
+           steps: int = 30, guidance: float = 7.5, batch_size: int = 256, threshold: float = 1 / 3) -> dict:
+    """Generate each prompt once with the plain pipeline and test the result for copies (the screening protocol).
+
+    Args:
+        pipe: a ``StableDiffusionPipeline`` (DDIM, ``steps`` steps, classifier-free guidance ``guidance``).
+        prompts: ``n`` captions.
+        references: ``(m, 3, H, W)`` in [-1, 1]: the distinct training images.
+        own: for each prompt the index into ``references`` of its own training image (planted titles), or
+            ``None``; a copy of a planted title must be a copy of its own poster.
+    Returns:
+        dict with ``images`` ``(n, 3, H, W)`` in [-1, 1], ``ratio`` and ``nearest`` (NN1/NN2 distance ratio and
+        index of the nearest reference), and ``copy`` ``(n,)`` bool: ratio < ``threshold`` (and nearest == own).
+    """
+    size = int(references.shape[-1])
+    gen = torch.Generator(device=pipe.device).manual_seed(seed)
+    imgs = []
+    for i in range(0, len(prompts), batch_size):
+        out = pipe(prompts[i:i + batch_size], num_inference_steps=steps, guidance_scale=guidance, height=size,
+                   width=size, output_type="pt", generator=gen).images
+        imgs.append(out.float().cpu() * 2 - 1)
+    images = torch.cat(imgs)
+    flat_x, flat_r = images.flatten(1).double(), references.flatten(1).double()
+    d = torch.cdist(flat_x, flat_r)
+    two = d.topk(2, largest=False)
+    ratio = (two.values[:, 0] / two.values[:, 1].clamp_min(1e-12)).numpy()
+    nearest = two.indices[:, 0].numpy()
+    copy_ = ratio < threshold
+    if own is not None:
+        copy_ &= nearest == np.asarray(own)
+    return {"images": images, "ratio": ratio, "nearest": nearest, "copy": copy_}
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m repdiff.tiny_sd RECIPE.json [--out DIR] [--device cpu|cuda] [--threads N]``."""
+    """``python -m repdiff.tiny_sd RECIPE.json [--out DIR] [--device cpu|cuda] [--threads N] [--resume-from DIR]``."""
     ap = argparse.ArgumentParser(description="Train the course's tiny Stable Diffusion from a recipe.")
     ap.add_argument("recipe", help="recipe JSON (data/tiny_sd/recipe.json)")
     ap.add_argument("--out", default=None, help="output folder (default: the recipe's folder)")
@@ -462,7 +627,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--checkpoint-every", type=int, default=0, help="also save every N U-Net steps")
     ap.add_argument("--checkpoint-dir", default=None, help="where those interim checkpoints go")
-    ap.add_argument("--resume-from", default=None, help="a saved model folder to continue from")
+    ap.add_argument("--resume-from", default=None,
+                    help="a checkpoint folder (state.pt: exact continuation) or a saved model folder to continue from")
+    ap.add_argument("--no-bf16", action="store_true", help="train in float32 on a GPU too")
+    ap.add_argument("--compile", action="store_true", help="run the U-Net through torch.compile")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -471,7 +640,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out) if args.out else recipe_path.parent
     res = train(recipe, out=out, device=args.device, log=lambda s: print(s, flush=True),
                 checkpoint_every=args.checkpoint_every, checkpoint_dir=args.checkpoint_dir,
-                resume_from=args.resume_from)
+                resume_from=args.resume_from, bf16=not args.no_bf16, compile=args.compile,
+                progress=not args.no_progress)
     print(json.dumps(res["record"], indent=2))
 
 
