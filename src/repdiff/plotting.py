@@ -129,13 +129,13 @@ def plot_steering_sweep(a_values: Sequence[float], attribute: dict[str, np.ndarr
             ax.errorbar(a_values, y.mean(1), yerr=y.std(1) / np.sqrt(y.shape[1]), color=col, marker="o",
                         capsize=3, label=lab)
     for a, c, y in zip(a_values, copies, np.asarray(change["mem"]).mean(1), strict=True):
-        axes[1].annotate(f"copies: {c}", (a, y), textcoords="offset points", xytext=(-10, 8), fontsize=8,
+        axes[1].annotate(f"copies: {c}", (a, y), textcoords="offset points", xytext=(-10, 8), fontsize=7,
                          color=MEM_COLOR)
     axes[0].set_ylabel(attribute_label)
     axes[1].set_ylabel("RMS pixel change from a = 0")
     for ax in axes[:2]:
         ax.set_xlabel("steering strength a")
-    axes[0].legend()
+    axes[0].legend(fontsize=7)
     tiles = [[torch.as_tensor(images[key][j])[i].float() for j in range(k)]  # [prompt][strength] (3, H, W)
              for key in ("gen", "mem") for i in range(n_examples)]
     labels = ["gen"] * n_examples + ["mem"] * n_examples
