@@ -267,17 +267,23 @@ class NbvalRecorder:
         terminalreporter.write_line(f"{sum(self.seconds.values()):7.1f} s  in all; written to {self.times_file}")
 
     def _write_times(self) -> None:
+        """Merge this session's times into the JSON file (two sessions may run at once: scripts/test.sh)."""
         if not self.seconds:
             return
-        data: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(self.times_file.read_text())
-        env, python = _env_name(self.root), platform.python_version()
-        for path, secs in self.seconds.items():
-            data[path] = {"seconds": round(secs, 1), "env": env, "python": python,
-                          "outcome": self.outcome.get(path, "passed")}
         self.times_file.parent.mkdir(parents=True, exist_ok=True)
-        self.times_file.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
+        with open(self.times_file.with_suffix(".lock"), "w") as lock:
+            with contextlib.suppress(ImportError, OSError):
+                import fcntl
+
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            data: dict[str, Any] = {}
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(self.times_file.read_text())
+            env, python = _env_name(self.root), platform.python_version()
+            for path, secs in self.seconds.items():
+                data[path] = {"seconds": round(secs, 1), "env": env, "python": python,
+                              "outcome": self.outcome.get(path, "passed")}
+            self.times_file.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
 
 
 def pytest_configure(config: pytest.Config) -> None:
