@@ -10,7 +10,10 @@
 #  4. the website in headless Chromium: every page renders, nothing is requested from another host.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-start=$(date +%s)
+start=$(date +%s) last=$(date +%s)
+took() {  # how long the step just finished took (reported, never judged)
+  local now; now=$(date +%s); echo "== $1 took $(( now - last )) s"; last=$now
+}
 bash scripts/setup.sh
 if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing Chromium (Debian package) for the browser check"
@@ -28,21 +31,25 @@ COLAB_CHAPTERS="chapters/part1/01_denoising.ipynb chapters/part1/05_hybrid_phase
 COLAB=0
 if [ -f scripts/colab_env.sh ]; then
   echo "== .venv-colab: Google Colab's package versions, the course installed as Colab's setup cell does"
-  bash scripts/colab_env.sh
+  bash scripts/colab_env.sh || {
+    echo "== FAILED: scripts/colab_env.sh (installing the course changed a Colab package, or .venv-colab" \
+         "could not be built; see above)" >&2; exit 1; }
   mkdir -p _build
   # nbval and what the recorder needs, where colab_env.sh did not install them; no Colab package may move
   .venv-colab/bin/python -m pip freeze --all | sort > _build/colab_freeze_before.txt
   missing=$(.venv-colab/bin/python -c "
 import importlib.util as u
-need = {'pytest': 'pytest', 'nbval': 'nbval', 'nbclient': 'nbclient', 'myst_nb': 'myst-nb'}
+need = {'pytest': 'pytest', 'nbval': 'nbval', 'nbclient': 'nbclient', 'docutils': 'docutils', 'myst_nb': 'myst-nb'}
 print(' '.join(p for m, p in need.items() if u.find_spec(m) is None))")
   for pkg in $missing; do
     pin=$(grep -i "^$pkg==" requirements.txt || echo "$pkg")
-    # myst-nb only for myst_nb.glue (its other dependencies build websites): without them
+    # myst-nb only for myst_nb.glue (IPython, nbformat, docutils); its other dependencies build websites
     if [ "$pkg" = myst-nb ]; then nodeps="--no-deps"; else nodeps=""; fi
     echo "   installing $pin into .venv-colab for the test run $nodeps"
     .venv-colab/bin/python -m pip install -q $nodeps "$pin"
   done
+  .venv-colab/bin/python -c "import nbval, nbclient, myst_nb.ext.glue" || {
+    echo "== FAILED: .venv-colab cannot run nbval with tools/nbval_record.py (see above)" >&2; exit 1; }
   .venv-colab/bin/python -m pip freeze --all | sort > _build/colab_freeze_after.txt
   changed=$(comm -23 _build/colab_freeze_before.txt _build/colab_freeze_after.txt)
   rm -f _build/colab_freeze_before.txt _build/colab_freeze_after.txt
@@ -53,6 +60,7 @@ print(' '.join(p for m, p in need.items() if u.find_spec(m) is None))")
   fi
   COLAB=1
 fi
+took "setting up the environments"
 
 # Every chapter in the table of contents, the heaviest first (later chapters take longer), so that no
 # long chapter starts last on one core while the other core idles; the unit tests fill in at the end.
@@ -88,9 +96,12 @@ if [ -n "$colab_pid" ]; then
   [ "$colab_status" = 0 ] || { echo "== FAILED: chapters in .venv-colab (status $colab_status)" >&2; status=1; }
 fi
 [ "$status" = 0 ] || { echo "== FAILED: unit tests or notebooks (see above)" >&2; exit "$status"; }
+took "unit tests and notebooks"
 
 echo "== website, from the notebooks nbval executed"
 SKIP_SETUP=1 bash scripts/build_book.sh --executed _build/executed
+took "the website"
 echo "== browser check of the website"
 REPDIFF_REQUIRE_SITE=1 .venv/bin/python -m pytest -p no:cacheprovider tests/site
+took "the browser check"
 echo "== all checks passed in $(( $(date +%s) - start )) s; notebook times: _build/notebook_times.json"

@@ -161,6 +161,10 @@ class _ResourceFinder(html.parser.HTMLParser):
                 self.loads += [c.strip().split()[0] for c in a[attr].split(",") if c.strip()]
         if a.get("style"):
             self.loads += CSS_URL.findall(a["style"])
+        if tag == "meta" and (a.get("http-equiv") or "").lower() == "refresh":
+            target = re.search(r"url\s*=\s*['\"]?([^'\";]+)", a.get("content") or "", re.IGNORECASE)
+            if target:
+                self.loads.append(target.group(1))  # a redirect loads its target
         self._in_style = tag == "style"
 
     def handle_endtag(self, tag):
@@ -259,7 +263,8 @@ def _serve_with_harness(site: Path, pages: list[str]):
 
 
 def _planted_site(tmp_path: Path) -> Path:
-    """A two-page site whose second page loads a script and a stylesheet from other hosts."""
+    """A small site: a clean page, a local redirect, and a page loading a script, a stylesheet and an image
+    from other hosts."""
     site = tmp_path / "planted"
     site.mkdir()
     (site / "ok.html").write_text('<html><head><link rel="stylesheet" href="local.css"></head>'
@@ -268,6 +273,8 @@ def _planted_site(tmp_path: Path) -> Path:
     (site / "bad.html").write_text('<html><head><script src="https://cdn.example.invalid/widget.js"></script>'
                                    '<link rel="stylesheet" href="//cdn.example.invalid/x.css"></head>'
                                    '<body><img src="http://203.0.113.7/badge.svg"></body></html>')
+    (site / "redirect.html").write_text('<html><head><meta http-equiv="refresh" content="0; url=ok.html">'
+                                        '</head></html>')
     return site
 
 
@@ -281,9 +288,9 @@ def test_static_scan_catches_a_planted_external_script(tmp_path):
 def test_browser_check_catches_a_planted_external_script(tmp_path):
     """Negative control: the network log of the pages shows the planted external requests."""
     site = _planted_site(tmp_path)
-    server, url, tmp = _serve_with_harness(site, ["ok.html", "bad.html"])
+    server, url, tmp = _serve_with_harness(site, ["ok.html", "redirect.html", "bad.html"])
     try:
-        external = [u for u in browser_requests(url, ["ok.html", "bad.html"]) if _external(u)]
+        external = [u for u in browser_requests(url, ["ok.html", "redirect.html", "bad.html"]) if _external(u)]
     finally:
         server.shutdown()
         tmp.cleanup()
