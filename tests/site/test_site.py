@@ -86,7 +86,7 @@ def render(url: str, *, screenshot: Path | None = None) -> str:
             cmd += ["--window-size=1280,1600", f"--screenshot={screenshot}"]
         else:
             cmd += ["--dump-dom"]
-        result = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=120)
+        result = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=900)  # a hang, not a slow page
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -216,7 +216,7 @@ def browser_requests(base_url: str, pages: list[str]) -> list[str]:
                "--virtual-time-budget=30000", "--dump-dom", f"{origin}/{pages[0]}"]
         if len(pages) > 1:
             cmd[-1] = f"{origin}/_netcheck_harness.html"
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)  # a hang, not a slow page
         assert result.returncode == 0, result.stderr[-2000:]
         log = _read_netlog(netlog)
     types = {v: k for k, v in log["constants"]["logEventTypes"].items()}
