@@ -928,7 +928,7 @@ def check_local_minimum(W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float
     with wrong r_i (nonzero gradient).
 
     Returns:
-        dict with ``grad_norm`` and ``eigvals`` (ascending, ``(2dp,)``).
+        dict with ``grad_norm``, ``eigvals`` (ascending, ``(2dp,)``) and ``hessian`` (``(2dp, 2dp)``).
     """
     g, H = gated_loss_hessian(W1, W2, X, sigma, lam, masks)
     ev = np.linalg.eigvalsh(H)
@@ -938,7 +938,7 @@ def check_local_minimum(W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float
         check_range(f"largest |eigenvalue| among the {n_flat} flat directions", float(np.abs(ev[:n_flat]).max()),
                     high=eig_tol)
     check_range("smallest Hessian eigenvalue outside the flat directions", float(ev[n_flat]), low=eig_tol)
-    return {"grad_norm": gn, "eigvals": ev}
+    return {"grad_norm": gn, "eigvals": ev, "hessian": H}
 
 
 def storage_shares(W1: ArrayLike, W2: ArrayLike, X: ArrayLike) -> np.ndarray:
