@@ -1121,3 +1121,16 @@ def block_residual(W: ArrayLike, W_star: ArrayLike) -> float:
         raise ValueError(f"W and W_star must have the same (d, p) shape, got {A.shape} and {B.shape}")
     U, _, Vt = np.linalg.svd(B.T @ A)
     return float(np.linalg.norm(A - B @ (U @ Vt)))
+
+
+def check_residual_grows(R_norms: ArrayLike, floor: float, *, low: float = 2.0) -> CheckResult:
+    """Check that Theorem 3.1's residual ‖R‖_F at the largest training σ exceeds ``low`` times the larger of the
+    training floor and the residual at the smallest σ (Chapter 4: the residual grows when noise flips gates).
+
+    ``R_norms``: residuals ordered by increasing σ. Rejects a residual that stays at the floor (the frozen-gate
+    minimiser, which is the block form at every σ)."""
+    R = np.asarray(R_norms, dtype=np.float64).ravel()
+    if len(R) < 2:
+        raise ValueError(f"need residuals at two or more sigma values, got {len(R)}")
+    return check_range("|R|_F at the largest sigma over the floor (the residual grows when gates flip)",
+                       float(R[-1] / max(float(floor), float(R[0]))), low=low)
