@@ -272,6 +272,14 @@ def test_ch03_monte_carlo_check_rejects_sigma_for_sigma2_loss(ch3):
                           memorization_loss(X, math.sqrt(sigma), lam), n_se=4.0)
 
 
+def test_ch03_relative_loss_check_rejects_sigma_for_sigma2_loss(ch3):
+    X, W_mem, sigma, lam, *_ = ch3
+    L_mc = float(np.mean([relu_dae_loss_mc(W_mem, W_mem, X, sigma, lam, n_draws=2000, seed=s) for s in range(1, 11)]))
+    with pytest.raises(CheckFailed):
+        check("closed-form loss vs Monte Carlo of the ReLU loss at W_mem", L_mc,
+              memorization_loss(X, math.sqrt(sigma), lam), tol=0.01)
+
+
 def test_ch03_local_minimum_check_rejects_the_zero_saddle(ch3):
     X, W_mem, sigma, lam, *_ = ch3
     masks = X @ W_mem > 0
