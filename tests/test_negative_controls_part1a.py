@@ -305,6 +305,13 @@ def test_ch03_local_minimum_check_rejects_sigma_for_sigma2_radii(ch3):
         check_local_minimum(W, W, X, sigma, lam, masks)
 
 
+def test_ch03_flat_direction_check_rejects_the_frozen_pattern(ch3):
+    X, W_mem, sigma, lam, *_ = ch3
+    # with the frozen pattern of W_mem (no unused unit on for any sample) there is no flat direction to find
+    with pytest.raises(CheckFailed, match="flat directions"):
+        check_local_minimum(W_mem, W_mem, X, sigma, lam, X @ W_mem > 0, n_flat=1)
+
+
 def test_ch03_memorizer_check_rejects_untrained_network(ch3):
     X, W_mem, sigma, lam, n, d, p = ch3
     model = ReLUDAE(d, p, tied=True, seed=0, dtype=torch.float64)
@@ -471,6 +478,21 @@ def test_ch04_convergence_check_rejects_errors_against_the_printed_limit(ch4):
         errs.append(np.linalg.norm(Bk @ Bk.T - typo0) / np.linalg.norm(typo0))  # plateaus at the typo's bias
         excess.append(linear_map_population_loss(Bk @ Bk.T, S[0], SIGMA4) - best0)
     with pytest.raises(CheckFailed, match="block error"):
+        check_convergence_rates(sizes, errs, excess)
+
+
+def test_ch04_convergence_check_rejects_excess_measured_against_the_printed_block(ch4):
+    mix, S, _ = ch4
+    sizes = [25, 100, 400, 1600, 6400]
+    lim0 = limit_block(S[0], 0.5, PK4, SIGMA4, 0.0)
+    typo_loss = linear_map_population_loss(limit_block(S[0], 0.5, PK4, SIGMA4, 0.0, printed_typo=True), S[0], SIGMA4)
+    errs, excess = [], []
+    for m in sizes:
+        Xk = np.random.default_rng(100).multivariate_normal(mix.means[0], mix.covs[0], size=m, method="eigh")
+        Bk = cluster_block(Xk, 2 * m, PK4, SIGMA4, 0.0)
+        errs.append(np.linalg.norm(Bk @ Bk.T - lim0) / np.linalg.norm(lim0))
+        excess.append(abs(linear_map_population_loss(Bk @ Bk.T, S[0], SIGMA4) - typo_loss))  # wrong minimum
+    with pytest.raises(CheckFailed, match="excess"):
         check_convergence_rates(sizes, errs, excess)
 
 
