@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ._arrays import ArrayLike, like_input, require_finite, to_tensor
+from .notebook import CheckResult, check_range
 
 __all__ = [
     "representation_std",
@@ -213,3 +214,23 @@ def psnr(estimate: ArrayLike, target: ArrayLike, *, peak: float = 2.0) -> ArrayL
     require_finite(e, "estimate")
     mse = (e - t).reshape(e.shape[0], -1).square().mean(dim=1)
     return like_input(10 * torch.log10(peak**2 / mse.clamp_min(1e-20)), was_np)
+
+
+def check_copy_fraction(what: str, samples: ArrayLike, train: ArrayLike, *, low: float | None = None,
+                        high: float | None = None) -> CheckResult:
+    """Check :func:`memorization_fraction` of ``samples`` against ``train`` lies in [low, high] (Chapter 1).
+
+    Chapter 1 requires 1 for the empirical-denoiser sampler and ≤ 0.05 for the Wiener sampler; each bound
+    rejects the other sampler's samples (tests/test_negative_controls_part1a.py)."""
+    return check_range(what, memorization_fraction(samples, train), low=low, high=high)
+
+
+def check_participation(what: str, h: ArrayLike, *, low: float | None = None, high: float | None = None,
+                        reduce: str = "mean") -> CheckResult:
+    """Check the mean (``reduce="mean"``) or largest (``"max"``) participation ratio of representations
+    ``h`` ``(m, p)`` lies in [low, high] (Chapter 3: one-hot, PR ≤ 1.01; Chapter 4: balanced, PR near p_k).
+    Rejects the other regime's representation (one-hot vs spread)."""
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    pr = np.asarray(participation_ratio(np.asarray(h, dtype=np.float64)))
+    return check_range(what, float(pr.mean() if reduce == "mean" else pr.max()), low=low, high=high)
