@@ -11,14 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from repdiff import CheckFailed
+from repdiff import CheckFailed, phase
 from repdiff import image_datasets as imd
-from repdiff import phase
 from repdiff.data import low_rank_gaussian_mixture
 from repdiff.metrics import denoiser_memorization
 from repdiff.models import ReLUDAE
-from repdiff.theory import (empirical_denoiser, generalization_solution, linear_dae_solution, memorization_loss,
-                            memorization_solution, relu_dae_loss_mc, wiener_denoiser)
+from repdiff.theory import (
+    empirical_denoiser,
+    generalization_solution,
+    linear_dae_solution,
+    memorization_loss,
+    memorization_solution,
+    relu_dae_loss_mc,
+    wiener_denoiser,
+)
 
 pytestmark = pytest.mark.negative_control
 
@@ -286,3 +292,12 @@ def test_ch06_spikiness_checks_reject_shuffled_model_labels(ch06_digits, key, lo
     a, b = phase.shuffled_labels(a, b, seed=0)
     with pytest.raises(CheckFailed):
         phase.check_median_ratio(f"shuffled labels ({key})", a, b, low=low)
+
+
+def test_ch06_out_of_span_check_rejects_an_untrained_model(ch06_digits):
+    """Random units lie mostly outside the 10-dimensional span of the stored digits (in d = 64)."""
+    _, X_mem, _, _ = ch06_digits
+    with pytest.raises(CheckFailed):
+        phase.check_out_of_span("untrained", ReLUDAE(64, 16, seed=0).W1, X_mem, k=len(X_mem), high=0.1)
+    phase.check_out_of_span("the closed form (inside the span)", memorization_solution(X_mem, 16, 0.3, 1e-3), X_mem,
+                            k=len(X_mem), high=0.1)

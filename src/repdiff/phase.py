@@ -64,6 +64,7 @@ __all__ = [
     "mean_best_cosine",
     "check_units_closer",
     "out_of_span_fraction",
+    "check_out_of_span",
     "check_ratio",
     "psnr_gap",
     "check_psnr_gap",
@@ -736,9 +737,21 @@ def out_of_span_fraction(W1: ArrayLike, X: ArrayLike) -> np.ndarray:
     A = np.asarray(to_tensor(X, "X")[0].detach().cpu().double())
     if W.ndim != 2 or A.ndim != 2 or A.shape[1] != W.shape[0]:
         raise ValueError(f"W1 (d, p) and X (n, d) must share d, got {W.shape} and {A.shape}")
-    Q = np.linalg.qr(A.T)[0]  # (d, n) orthonormal basis of the span
+    U, sv, _ = np.linalg.svd(A.T, full_matrices=False)
+    Q = U[:, sv > sv.max() * max(A.shape) * np.finfo(np.float64).eps]  # orthonormal basis of the span (rank-aware)
     R = W - Q @ (Q.T @ W)
     return np.linalg.norm(R, axis=0) / np.linalg.norm(W, axis=0).clip(1e-300)
+
+
+def check_out_of_span(what: str, W1: ArrayLike, X: ArrayLike, *, k: int, high: float) -> float:
+    """Check that the median :func:`out_of_span_fraction` over the ``k`` largest-norm columns of ``W1`` ``(d, p)``
+    is <= ``high`` (Chapter 6: how much of the random start a trained unit keeps). An untrained model, whose
+    units are random directions, fails. Returns the median."""
+    W = np.asarray(to_tensor(W1, "W1")[0].detach().cpu().double())
+    if int(k) != k or not 1 <= k <= W.shape[1]:
+        raise ValueError(f"k must be an integer in [1, p = {W.shape[1]}], got {k!r}")
+    top = np.argsort(-np.linalg.norm(W, axis=0))[: int(k)]
+    return float(check_range(what, float(np.median(out_of_span_fraction(W[:, top], X))), high=high))
 
 
 def check_ratio(what: str, value: float, reference: float, *, low: float | None = None,
