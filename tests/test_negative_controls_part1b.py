@@ -2,7 +2,8 @@
 
 Each test calls the *same* function the chapter calls (from :mod:`repdiff.phase`), with the chapter's data and
 thresholds, on the natural competitor of the claim (the identity map, the Wiener filter, shuffled model labels,
-an untrained model, a table that ignores the width or the noise level, ...) and asserts ``CheckFailed``.
+an untrained model, a table that ignores the width or the noise level, ...) and asserts ``CheckFailed``. Two
+tests without the marker run the same checks on the right answer, so a check that always fails is caught too.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from repdiff.theory import (
     wiener_denoiser,
 )
 
-pytestmark = pytest.mark.negative_control
-
 # --- Chapter 5's data: the phase diagram's power-law Gaussian, the hybrid mixture ---------------------------
 
 NS, PS, SIGMAS = [4, 8, 16, 32, 64, 128], [4, 8, 16, 32, 64], [0.2, 0.5, 1.0]
@@ -48,6 +47,7 @@ def ch05_mixture():
 
 
 @pytest.mark.parametrize("n", [4, 128])
+@pytest.mark.negative_control
 def test_ch05_memorizer_check_rejects_the_identity_map(ch05_pd, n):
     X_pool, X_test, _ = ch05_pd
     with pytest.raises(CheckFailed):
@@ -55,6 +55,7 @@ def test_ch05_memorizer_check_rejects_the_identity_map(ch05_pd, n):
 
 
 @pytest.mark.parametrize("n", [4, 128])
+@pytest.mark.negative_control
 def test_ch05_memorizer_check_rejects_the_wiener_filter(ch05_pd, n):
     X_pool, X_test, C = ch05_pd
     with pytest.raises(CheckFailed):
@@ -69,6 +70,7 @@ def test_ch05_memorizer_check_passes_the_empirical_optimal_denoiser(ch05_pd):
                           low=0.9, n_draws=4, seed=1)
 
 
+@pytest.mark.negative_control
 def test_ch05_far_below_reference_rejects_the_reference_itself(ch05_pd):
     """f_emp put in the place of the DAEs: it copies as often as the reference (ratio 1)."""
     X_pool, X_test, _ = ch05_pd
@@ -79,6 +81,7 @@ def test_ch05_far_below_reference_rejects_the_reference_itself(ch05_pd):
                                         high=0.25)
 
 
+@pytest.mark.negative_control
 def test_ch05_memorizing_gap_rejects_the_wiener_filter(ch05_pd):
     """The Wiener filter treats new points like training points: relative gap near 0 in every cell."""
     X_pool, X_test, C = ch05_pd
@@ -95,6 +98,7 @@ def test_ch05_memorizing_gap_rejects_the_wiener_filter(ch05_pd):
         phase.check_memorizing_gap("Wiener", np.tile(np.array(gaps)[:, None], (1, len(PS))), NS, PS, low=0.75)
 
 
+@pytest.mark.negative_control
 def test_ch05_boundary_check_rejects_a_boundary_at_fixed_n():
     """A gap that depends on n only (the crossing at the same n for every width) has slope 0."""
     n = np.asarray(NS, dtype=float)
@@ -109,6 +113,7 @@ def test_ch05_boundary_check_accepts_a_boundary_along_n_proportional_to_p():
     np.testing.assert_allclose(out["slope"], 1.0, atol=0.05)
 
 
+@pytest.mark.negative_control
 def test_ch05_region_check_rejects_a_table_that_ignores_sigma():
     rng = np.random.default_rng(0)
     one = rng.uniform(size=(len(NS), len(PS)))
@@ -116,6 +121,7 @@ def test_ch05_region_check_rejects_a_table_that_ignores_sigma():
         phase.check_region_shrinks("σ-independent", np.stack([one] * len(SIGMAS), axis=-1), high=-3)
 
 
+@pytest.mark.negative_control
 def test_ch05_pr_check_rejects_a_code_flat_in_n():
     """Participation ratio that depends on the width only (every model uses its units alike, whatever n)."""
     flat = np.tile(np.asarray(PS, dtype=float)[None, :] / 3, (len(NS), 1))
@@ -130,6 +136,7 @@ def _hybrid(ch05_mixture):
     return np.concatenate(clusters), W_star
 
 
+@pytest.mark.negative_control
 def test_ch05_distinct_minimum_rejects_a_random_start(ch05_mixture):
     """An untrained model is no stationary point: its gradient is far above the Monte-Carlo floor."""
     X_h, W_star = _hybrid(ch05_mixture)
@@ -139,6 +146,7 @@ def test_ch05_distinct_minimum_rejects_a_random_start(ch05_mixture):
         phase.check_distinct_minimum("random start", W1, W2, W_star, X_h, 0.2, 1e-3)
 
 
+@pytest.mark.negative_control
 def test_ch05_distinct_minimum_rejects_the_closed_form_itself(ch05_mixture):
     """The closed form is stationary but has no higher loss: not *another* minimum."""
     X_h, W_star = _hybrid(ch05_mixture)
@@ -159,6 +167,7 @@ def _closed_form_std(ch05_mixture):
             phase.representation_stats(W_g, X_g, 0.2, n_draws=1, seed=2)["std"])
 
 
+@pytest.mark.negative_control
 def test_ch05_std_check_rejects_shuffled_model_labels(ch05_mixture):
     std_m, std_g, _ = _closed_form_std(ch05_mixture)
     phase.check_median_ratio("closed forms (the chapter's pair passes)", std_m, std_g, low=1.1)
@@ -167,12 +176,14 @@ def test_ch05_std_check_rejects_shuffled_model_labels(ch05_mixture):
         phase.check_median_ratio("shuffled labels", a, b, low=1.1)
 
 
+@pytest.mark.negative_control
 def test_ch05_std_check_rejects_two_generalizing_models(ch05_mixture):
     _, std_g, std_g2 = _closed_form_std(ch05_mixture)
     with pytest.raises(CheckFailed):
         phase.check_median_ratio("two generalizing", std_g2, std_g, low=1.1)
 
 
+@pytest.mark.negative_control
 def test_ch05_trained_std_window_rejects_the_closed_forms(ch05_mixture):
     """The 'no clear separation' window of the trained models rejects the closed forms' ratio."""
     std_m, std_g, _ = _closed_form_std(ch05_mixture)
@@ -213,12 +224,14 @@ def _closed_form_dae(X: np.ndarray, p: int, sigma: float, lam: float) -> ReLUDAE
     return model
 
 
+@pytest.mark.negative_control
 def test_ch06_centred_cosine_check_rejects_raw_images(ch06_digits):
     X_mem_raw, *_ = ch06_digits
     with pytest.raises(CheckFailed):
         phase.check_mean_pairwise_cosine("raw images as if centred", X_mem_raw, low=-0.15, high=0.0)
 
 
+@pytest.mark.negative_control
 def test_ch06_raw_cosine_check_rejects_centred_images(ch06_digits):
     _, X_mem, _, _ = ch06_digits
     with pytest.raises(CheckFailed):
@@ -226,6 +239,7 @@ def test_ch06_raw_cosine_check_rejects_centred_images(ch06_digits):
 
 
 @pytest.mark.parametrize("low", [0.08, 0.05, 0.15])  # mem vs gen, authors' vs our decay, centred vs raw
+@pytest.mark.negative_control
 def test_ch06_units_closer_rejects_the_same_model_on_both_sides(ch06_digits, low):
     _, X_mem, _, _ = ch06_digits
     W = ReLUDAE(64, 16, seed=0).W1
@@ -233,6 +247,7 @@ def test_ch06_units_closer_rejects_the_same_model_on_both_sides(ch06_digits, low
         phase.check_units_closer("same model", W, X_mem, W, X_mem, k=len(X_mem), low=low)
 
 
+@pytest.mark.negative_control
 def test_ch06_units_closer_rejects_untrained_units_against_stored_digits(ch06_digits):
     _, X_mem, _, _ = ch06_digits
     W_stored = memorization_solution(X_mem, 16, 0.3, 1e-3)
@@ -241,6 +256,7 @@ def test_ch06_units_closer_rejects_untrained_units_against_stored_digits(ch06_di
                                  k=len(X_mem), low=0.08)
 
 
+@pytest.mark.negative_control
 def test_ch06_loss_ratio_window_rejects_an_untrained_model_and_the_formula_itself(ch06_digits):
     _, X_mem, _, _ = ch06_digits
     formula = memorization_loss(X_mem, 0.3, 1e-3)
@@ -253,6 +269,7 @@ def test_ch06_loss_ratio_window_rejects_an_untrained_model_and_the_formula_itsel
         phase.check_ratio("the closed form's own loss", formula, formula, low=1.3, high=1.8)
 
 
+@pytest.mark.negative_control
 def test_ch06_authors_loss_window_rejects_an_untrained_model(ch06_digits):
     _, X_mem, _, _ = ch06_digits
     lam_auth = 0.085 * float(np.mean(np.sum(X_mem**2, axis=1))) / len(X_mem)
@@ -263,12 +280,14 @@ def test_ch06_authors_loss_window_rejects_an_untrained_model(ch06_digits):
         phase.check_ratio("untrained", untrained, memorization_loss(X_mem, 0.3, lam_auth), low=0.95, high=1.1)
 
 
+@pytest.mark.negative_control
 def test_ch06_memorizing_psnr_gap_rejects_the_identity_map(ch06_digits):
     _, X_mem, _, X_test = ch06_digits
     with pytest.raises(CheckFailed):
         phase.check_psnr_gap("identity as the memorizing model", _identity_dae(64), X_mem, X_test, 0.3, low=18.0)
 
 
+@pytest.mark.negative_control
 def test_ch06_generalizing_psnr_gap_rejects_a_memorizing_model(ch06_digits):
     _, X_mem, _, X_test = ch06_digits
     mem = _closed_form_dae(X_mem, 16, 0.3, 1e-3)
@@ -277,6 +296,7 @@ def test_ch06_generalizing_psnr_gap_rejects_a_memorizing_model(ch06_digits):
                              absolute=True)
 
 
+@pytest.mark.negative_control
 def test_ch06_psnr_gain_rejects_the_identity_map(ch06_digits):
     *_, X_test = ch06_digits
     with pytest.raises(CheckFailed):
@@ -284,6 +304,7 @@ def test_ch06_psnr_gain_rejects_the_identity_map(ch06_digits):
 
 
 @pytest.mark.parametrize("key,low", [("std", 1.2), ("pr", 1.3)])
+@pytest.mark.negative_control
 def test_ch06_spikiness_checks_reject_shuffled_model_labels(ch06_digits, key, low):
     _, X_mem, X_gen, _ = ch06_digits
     mem = phase.representation_stats(memorization_solution(X_mem, 16, 0.3, 1e-3), X_mem, 0.3, n_draws=100, seed=1)
@@ -294,6 +315,7 @@ def test_ch06_spikiness_checks_reject_shuffled_model_labels(ch06_digits, key, lo
         phase.check_median_ratio(f"shuffled labels ({key})", a, b, low=low)
 
 
+@pytest.mark.negative_control
 def test_ch06_out_of_span_check_rejects_an_untrained_model(ch06_digits):
     """Random units lie mostly outside the 10-dimensional span of the stored digits (in d = 64)."""
     _, X_mem, _, _ = ch06_digits
