@@ -277,7 +277,8 @@ def ddim_vp_and_ve(
     Returns ``(x_vp, x_ve)``: diffusers' ``DDIMScheduler`` (η = 0, x̂_0 clipping off) on the VP chain, and
     :func:`repdiff.sampling.sample` with :class:`UNetDenoiser` on the VE chain at the scheduler's steps.
     ``sigma_kind="ve"`` uses σ_t = √((1 − ᾱ_t)/ᾱ_t) (correct); ``"vp"`` uses the VP noise std √(1 − ᾱ_t)
-    instead, the natural wrong answer a negative-control test feeds the same comparison.
+    instead (floored at the smallest trained σ), the natural wrong answer that a negative-control test
+    feeds the same comparison.
     """
     from diffusers import DDIMScheduler
 
@@ -291,7 +292,9 @@ def ddim_vp_and_ve(
         x = sched.step(unet(x, tt).sample, tt, x, eta=0.0).prev_sample
     ts = sched.timesteps.long()
     abar = sched.alphas_cumprod.double()
-    sig = ve_sigmas(abar) if sigma_kind == "ve" else (1 - abar).sqrt()
+    sig = ve_sigmas(abar)
+    if sigma_kind == "vp":  # kept inside the trained range, so the denoiser accepts it
+        sig = torch.maximum((1 - abar).sqrt(), sig[0])
     sig_sched = torch.cat([sig[ts], torch.zeros(1, dtype=torch.float64)])
     den = UNetDenoiser(unet, sched.alphas_cumprod)
     start = noise * math.sqrt(1 + float(ve_sigmas(abar)[ts[0]]) ** 2)
