@@ -130,3 +130,9 @@ def test_gain_candidates_formulas():
     assert torch.allclose(c["wiener"], torch.tensor([3 / 8], dtype=torch.float64))
     assert torch.allclose(c["sigma typo"], torch.tensor([3 / 6], dtype=torch.float64))
     assert torch.allclose(c["projector"], torch.tensor([3 / 4], dtype=torch.float64))
+
+
+def test_gain_check_passes_on_the_wiener_gain_where_candidates_differ():
+    s = torch.full((4,), 0.505, dtype=torch.float64)  # Chapter 8's second MoG eigenvalue
+    w = jac.gain_candidates(s, 1.5)["wiener"]
+    assert jac.check_gain_prediction("Wiener as learned", w, s, 1.5, tol=0.1) < 1e-12

@@ -1,6 +1,7 @@
 """Negative controls for Chapters 7-11: each runs the check function its chapter runs on a named wrong
 answer and expects :class:`repdiff.CheckFailed` (a check that passes for the wrong answer carries no claim).
-A positive run beside each family shows that the same check passes on the right answer."""
+Most also run the check once on the right answer first, so a check that always raises cannot pass here;
+the plain positive runs are in tests/test_jacobians.py and tests/test_unet.py."""
 
 from __future__ import annotations
 
@@ -70,11 +71,6 @@ def test_ch07_participation_ratio_check_rejects_swapped_or_equal_models(wrong):
 
 # ---------------------------------------------------------------------------------------------- Chapter 8
 S_U2 = torch.tensor([0.505, 0.505, 0.505, 0.505], dtype=torch.float64)  # second eigenvalue of each MoG cluster
-
-
-def test_ch08_gain_check_passes_on_the_wiener_gain():
-    w = jac.gain_candidates(S_U2, 1.5)["wiener"]
-    assert jac.check_gain_prediction("Wiener as learned", w, S_U2, 1.5, tol=0.1) < 1e-12
 
 
 @pytest.mark.parametrize("wrong", ["sigma typo", "projector"])
@@ -172,12 +168,6 @@ def test_ch09_denoiser_formula_check_rejects_sigma_squared(pipe4):
 def _recorded_fractions() -> dict[int, float]:
     rows = json.loads((SWEEP / "bench" / "transition_50steps.json").read_text())["rows"]
     return {r["n_train"]: r["mem_fraction"] for r in rows}
-
-
-def test_ch10_sweep_check_passes_on_the_recorded_sweep():
-    from repdiff.unet import check_memorization_sweep
-
-    check_memorization_sweep(_recorded_fractions(), copies_up_to=64, most_at=256, none_from=1024)
 
 
 @pytest.mark.parametrize("wrong", ["shuffled_sizes", "untrained_flat", "reversed", "switch_moved_earlier"])
