@@ -225,8 +225,9 @@ def shrinkage_factors(eigvals: ArrayLike, n_noise: float, sigma: float, n_lam: f
         n_lam: the regularisation term nλ (n = size of the *whole* training set).
 
     Returns:
-        a_j in [0, 1), same shape and kind as ``eigvals``; 0 where λ_j <= nλ (the direction is switched
-        off: keeping it would cost more weight decay than it saves in reconstruction).
+        a_j in [0, 1], same shape and kind as ``eigvals``; 0 where λ_j <= nλ (the direction is switched
+        off: keeping it would cost more weight decay than it saves in reconstruction); a_j < 1 whenever
+        n σ² + nλ > 0, and a_j = 1 exactly when σ = 0 (or ``n_noise`` = 0) and nλ = 0 (a plain projector).
     """
     lam_t, was_np = to_tensor(eigvals, "eigvals")
     sigma = _nonneg(sigma, "sigma")
