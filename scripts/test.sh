@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# Everything CI checks, on a fresh machine: set up .venv, run the unit tests and every chapter notebook
-# (nbval, both cores), build the website (executing every chapter), and open it in headless Chromium.
+# Everything CI checks, on a fresh machine, executing each chapter notebook once:
+#  1. set up .venv (scripts/setup.sh); with scripts/colab_env.sh present, also .venv-colab with Google
+#     Colab's package versions (that script fails if installing the course changes one of them);
+#  2. the unit tests and every chapter with nbval, on all cores. Chapters 1, 5 and 13 run in .venv-colab
+#     (when it exists) at the same time as the rest in .venv. tools/nbval_record.py keeps each chapter's
+#     outputs under _build/executed and reports run times (a table, _build/notebook_times.json): a time is
+#     never a failure;
+#  3. the website from those outputs (scripts/build_book.sh --executed: nothing is executed again);
+#  4. the website in headless Chromium: every page renders, nothing is requested from another host.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+start=$(date +%s) last=$(date +%s)
+took() {  # how long the step just finished took (reported, never judged)
+  local now; now=$(date +%s); echo "== $1 took $(( now - last )) s"; last=$now
+}
 bash scripts/setup.sh
 if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing Chromium (Debian package) for the browser check"
@@ -10,14 +21,87 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 export TQDM_DISABLE=1 HF_HUB_OFFLINE=1 PYDEVD_DISABLE_FILE_VALIDATION=1
-NOTEBOOKS=$(.venv/bin/python -c "
+# the cores, counted before OMP_NUM_THREADS is set (GNU nproc reports OMP_NUM_THREADS when it is set)
+NCORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+# one BLAS/OpenMP thread per process: the workers share the cores, no oversubscription
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+export PYTHONPATH="$PWD/tools${PYTHONPATH:+:$PYTHONPATH}"  # the pytest plugin nbval_record
+
+COLAB_CHAPTERS="chapters/part1/01_denoising.ipynb chapters/part1/05_hybrid_phase.ipynb chapters/part4/13_detection.ipynb"
+COLAB=0
+if [ -f scripts/colab_env.sh ]; then
+  echo "== .venv-colab: Google Colab's package versions, the course installed as Colab's setup cell does"
+  bash scripts/colab_env.sh || {
+    echo "== FAILED: scripts/colab_env.sh (installing the course changed a Colab package, or .venv-colab" \
+         "could not be built; see above)" >&2; exit 1; }
+  mkdir -p _build
+  # nbval and what the recorder needs, where colab_env.sh did not install them; no Colab package may move
+  .venv-colab/bin/python -m pip freeze --all | sort > _build/colab_freeze_before.txt
+  missing=$(.venv-colab/bin/python -c "
+import importlib.util as u
+need = {'pytest': 'pytest', 'nbval': 'nbval', 'nbclient': 'nbclient', 'docutils': 'docutils', 'myst_nb': 'myst-nb'}
+print(' '.join(p for m, p in need.items() if u.find_spec(m) is None))")
+  for pkg in $missing; do
+    pin=$(grep -i "^$pkg==" requirements.txt || echo "$pkg")
+    # myst-nb only for myst_nb.glue (IPython, nbformat, docutils); its other dependencies build websites
+    if [ "$pkg" = myst-nb ]; then nodeps="--no-deps"; else nodeps=""; fi
+    echo "   installing $pin into .venv-colab for the test run $nodeps"
+    .venv-colab/bin/python -m pip install -q $nodeps "$pin"
+  done
+  .venv-colab/bin/python -c "import nbval, nbclient, myst_nb.ext.glue" || {
+    echo "== FAILED: .venv-colab cannot run nbval with tools/nbval_record.py (see above)" >&2; exit 1; }
+  .venv-colab/bin/python -m pip freeze --all | sort > _build/colab_freeze_after.txt
+  changed=$(comm -23 _build/colab_freeze_before.txt _build/colab_freeze_after.txt)
+  rm -f _build/colab_freeze_before.txt _build/colab_freeze_after.txt
+  if [ -n "$changed" ]; then
+    echo "== FAILED: installing the test tools changed Colab packages in .venv-colab:" >&2
+    echo "$changed" >&2
+    exit 1
+  fi
+  COLAB=1
+fi
+took "setting up the environments"
+
+# Every chapter in the table of contents, the heaviest first (later chapters take longer), so that no
+# long chapter starts last on one core while the other core idles; the unit tests fill in at the end.
+read -r -a ALL <<< "$(.venv/bin/python -c "
 import sys; sys.path.insert(0, 'tools'); import stamp_notebooks
-print(' '.join(str(p.relative_to(stamp_notebooks.ROOT)) for p in stamp_notebooks.toc_notebooks()))")
-echo "== unit tests and notebooks (nbval) on $(nproc) cores: $NOTEBOOKS"
-# one thread per worker: two workers on two cores, no oversubscription
-OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m pytest -n "$(nproc)" --dist loadscope \
-  --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider --ignore=tests/site tests $NOTEBOOKS
-echo "== website"
-SKIP_SETUP=1 bash scripts/build_book.sh
+print(' '.join(str(p.relative_to(stamp_notebooks.ROOT)) for p in reversed(stamp_notebooks.toc_notebooks())))")"
+MAIN=() IN_COLAB=()
+for nb in "${ALL[@]}"; do
+  if [ "$COLAB" = 1 ] && [[ " $COLAB_CHAPTERS " == *" $nb "* ]]; then IN_COLAB+=("$nb"); else MAIN+=("$nb"); fi
+done
+
+rm -rf _build/executed _build/notebook_times.json
+mkdir -p _build
+# Timeouts are safety nets for a hung kernel, never benchmarks: a cell may take an hour on a slow machine.
+NBVAL=(-p nbval_record --nbval-record _build/executed --nbval-lax --nbval-current-env
+       --nbval-cell-timeout=3600 --nbval-kernel-startup-timeout=600 -p no:cacheprovider)
+colab_pid=""
+if [ "${#IN_COLAB[@]}" -gt 0 ]; then
+  echo "== nbval in .venv-colab ($(.venv-colab/bin/python --version)): ${IN_COLAB[*]} (log: _build/nbval_colab.log)"
+  ( set +e; .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" > _build/nbval_colab.log 2>&1
+    echo $? > _build/nbval_colab.rc ) &
+  colab_pid=$!
+fi
+echo "== unit tests and notebooks (nbval) in .venv on $NCORES cores: ${MAIN[*]}"
+status=0
+.venv/bin/python -m pytest -n "$NCORES" --dist loadscope --no-loadscope-reorder "${NBVAL[@]}" \
+  --ignore=tests/site "${MAIN[@]}" tests || status=$?
+if [ -n "$colab_pid" ]; then
+  wait "$colab_pid" || true
+  echo "== nbval in .venv-colab:"
+  cat _build/nbval_colab.log
+  colab_status=$(cat _build/nbval_colab.rc 2>/dev/null || echo 1)
+  [ "$colab_status" = 0 ] || { echo "== FAILED: chapters in .venv-colab (status $colab_status)" >&2; status=1; }
+fi
+[ "$status" = 0 ] || { echo "== FAILED: unit tests or notebooks (see above)" >&2; exit "$status"; }
+took "unit tests and notebooks"
+
+echo "== website, from the notebooks nbval executed"
+SKIP_SETUP=1 bash scripts/build_book.sh --executed _build/executed
+took "the website"
 echo "== browser check of the website"
 REPDIFF_REQUIRE_SITE=1 .venv/bin/python -m pytest -p no:cacheprovider tests/site
+took "the browser check"
+echo "== all checks passed in $(( $(date +%s) - start )) s; notebook times: _build/notebook_times.json"

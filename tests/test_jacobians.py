@@ -115,3 +115,24 @@ def test_input_validation():
         jac.denoiser_jacobian(m, [[0.0] * 4], 0.3)
     with pytest.raises(ValueError):
         jac.relative_error(torch.zeros(2, 2), torch.zeros(3, 3))
+
+
+def test_gain_along_reads_a_diagonal_map():
+    J = torch.diag(torch.tensor([2.0, 0.5, 0.0]))[None].repeat(2, 1, 1)
+    g = jac.gain_along(J, torch.tensor([0.0, 3.0, 0.0]))
+    assert torch.allclose(g, torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError):
+        jac.gain_along(J, torch.zeros(3))
+
+
+def test_gain_candidates_formulas():
+    c = jac.gain_candidates(torch.tensor([4.0]), 2.0, n_lam=1.0)
+    assert torch.allclose(c["wiener"], torch.tensor([3 / 8], dtype=torch.float64))
+    assert torch.allclose(c["sigma typo"], torch.tensor([3 / 6], dtype=torch.float64))
+    assert torch.allclose(c["projector"], torch.tensor([3 / 4], dtype=torch.float64))
+
+
+def test_gain_check_passes_on_the_wiener_gain_where_candidates_differ():
+    s = torch.full((4,), 0.505, dtype=torch.float64)  # Chapter 8's second MoG eigenvalue
+    w = jac.gain_candidates(s, 1.5)["wiener"]
+    assert jac.check_gain_prediction("Wiener as learned", w, s, 1.5, tol=0.1) < 1e-12

@@ -136,3 +136,67 @@ def test_psnr():
     np.testing.assert_allclose(psnr(est, target, peak=1.0), 10 * np.log10(1 / mse), rtol=1e-12)
     with pytest.raises(ValueError, match="same shape"):
         psnr(est, target[:2])
+
+
+# --- denoiser_memorization (Chapter 5) ---------------------------------------------------------------------
+
+
+def _ch05_data():
+    """The phase diagram's data of Chapter 5: power-law Gaussian in d = 16, nested training sets, 256 test points."""
+    from repdiff.phase import power_law_covariance, power_law_gaussian
+
+    return (power_law_gaussian(128, 16, decay=1.0, seed=0), power_law_gaussian(256, 16, decay=1.0, seed=1),
+            power_law_covariance(16, decay=1.0))
+
+
+@pytest.mark.parametrize("n", [4, 16, 64, 128])
+def test_denoiser_memorization_separates_the_reference_denoisers(n):
+    """At σ = 0.2 the identity map and the Wiener filter score <= 0.05, the empirical optimal denoiser >= 0.9."""
+    from repdiff.metrics import denoiser_memorization
+    from repdiff.theory import empirical_denoiser, wiener_denoiser
+
+    X_pool, X_test, C = _ch05_data()
+    X = X_pool[:n]
+    assert denoiser_memorization(lambda y: y, X, X_test, 0.2) <= 0.05
+    assert denoiser_memorization(lambda y: wiener_denoiser(y, np.zeros(16), C, 0.2), X, X_test, 0.2) <= 0.05
+    assert denoiser_memorization(lambda y: empirical_denoiser(y, X, 0.2), X, X_test, 0.2) >= 0.9
+
+
+def test_denoiser_memorization_counts_exact_copies_and_follows_the_input_kind():
+    from repdiff.metrics import denoiser_memorization
+
+    X_pool, X_test, _ = _ch05_data()
+    X = X_pool[:8]
+    nearest = lambda y: X[np.argmin(((y[:, None] - X[None]) ** 2).sum(-1), axis=1)]  # noqa: E731
+    assert denoiser_memorization(nearest, X, X_test, 0.5, n_draws=2) == 1.0
+    seen = []
+
+    def spy(y):
+        seen.append((type(y), y.shape))
+        return y
+
+    denoiser_memorization(spy, X, X_test[:10], 0.5, n_draws=3)
+    denoiser_memorization(spy, torch.as_tensor(X), torch.as_tensor(X_test[:10]), 0.5, n_draws=3)
+    assert seen == [(np.ndarray, (30, 16)), (torch.Tensor, torch.Size([30, 16]))]
+    # the same seed gives the same noisy inputs; the noise is σ-scaled
+    a = denoiser_memorization(nearest, X, X_test, 0.5, seed=3)
+    assert a == denoiser_memorization(nearest, X, X_test, 0.5, seed=3)
+
+
+def test_denoiser_memorization_bad_input():
+    from repdiff.metrics import denoiser_memorization
+
+    X_pool, X_test, _ = _ch05_data()
+    for s in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="sigma"):
+            denoiser_memorization(lambda y: y, X_pool, X_test, s)
+    with pytest.raises(ValueError, match="same d"):
+        denoiser_memorization(lambda y: y, X_pool[:, :8], X_test, 0.2)
+    with pytest.raises(ValueError, match="same d"):
+        denoiser_memorization(lambda y: y, X_pool, X_test[0], 0.2)
+    with pytest.raises(ValueError, match=r"\(m, d\)"):
+        denoiser_memorization(lambda y: y[:, :4], X_pool, X_test, 0.2)
+    with pytest.raises(ValueError, match=r"\(m, d\)"):
+        denoiser_memorization(lambda y: y[:-1], X_pool, X_test, 0.2)
+    with pytest.raises(ValueError, match="n_draws"):
+        denoiser_memorization(lambda y: y, X_pool, X_test, 0.2, n_draws=0)

@@ -154,6 +154,8 @@ def test_phase_metrics_on_the_closed_form():
     assert pm["copy"][0] == 1.0 and pm["copy"][1] == 0.0
     assert pm["pr"][0] < 1.05  # one unit per noisy training point
     assert 0.9 < pm["gap"][0] <= 1.0 and abs(pm["gap"][1]) < 1e-12
+    np.testing.assert_allclose(pm["gap_abs"], pm["test_mse"] - pm["train_mse"])
+    assert 0.0 <= pm["mem"][0] <= 1.0 and pm["mem"][1] == 0.0  # the zero model returns 0, no training point
     np.testing.assert_allclose(pm["pr_frac"], pm["pr"] / 4)
     with pytest.raises(ValueError, match="must match"):
         phase.phase_metrics(grid, X[:, :8], X_test)
@@ -232,3 +234,76 @@ def test_draw_phase_map_and_explorer():
     with pytest.raises(ValueError, match="empty"):
         widgets.phase_explorer({}, ns, ps, sigmas)
     plt.close("all")
+
+
+# --- the checks of Chapters 5-6 and their helpers ---------------------------------------------------------
+
+
+def test_power_law_covariance_is_the_sampling_covariance():
+    X = phase.power_law_gaussian(40000, 8, decay=1.0, seed=3, basis_seed=2)
+    C = phase.power_law_covariance(8, decay=1.0, basis_seed=2)
+    np.testing.assert_allclose(np.trace(C), 8.0)
+    np.testing.assert_allclose(np.cov(X.T, bias=True), C, atol=0.05)
+
+
+def test_gap_crossing_interpolates_in_log_n():
+    ns = [4, 8, 16, 32]
+    G = np.array([[0.9, 0.4, 0.9], [0.7, 0.3, 0.9], [0.3, 0.2, 0.9], [0.1, 0.1, 0.9]])
+    out = phase.gap_crossing(G, ns, level=0.5)
+    np.testing.assert_allclose(out[0], 8 * 2 ** 0.5)  # halfway between 0.7 (n = 8) and 0.3 (n = 16)
+    assert np.isnan(out[1]) and np.isnan(out[2])  # below at the smallest n; never below
+    with pytest.raises(ValueError, match="increasing"):
+        phase.gap_crossing(G, [4, 4, 16, 32])
+
+
+def test_check_region_and_pr_and_memorizing_gap():
+    G = np.stack([np.full((2, 2), 0.9), np.full((2, 2), 0.1)], axis=-1)
+    np.testing.assert_array_equal(phase.check_region_shrinks("x", G, high=-3), [4, 0])
+    np.testing.assert_allclose(phase.check_pr_rises_with_n("x", np.array([[1.0, 2.0], [2.0, 3.0]])), [2.0, 1.5])
+    assert phase.check_memorizing_gap("x", np.array([[0.9, 0.8], [0.1, 0.95]]), [4, 8], [4, 8]) == 0.8
+    with pytest.raises(ValueError, match="n <= p"):
+        phase.check_memorizing_gap("x", np.ones((1, 1)), [8], [4])
+
+
+def test_loss_and_gradient_norm_matches_autograd_of_the_mc_loss():
+    from repdiff.theory import relu_dae_loss_mc
+
+    rng = np.random.default_rng(0)
+    W1, W2, X = rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), rng.standard_normal((7, 5))
+    loss, g = phase.loss_and_gradient_norm(W1, W2, X, 0.3, 0.01, n_draws=16, seed=2)
+    assert loss == pytest.approx(relu_dae_loss_mc(W1, W2, X, 0.3, 0.01, n_draws=16, seed=2))
+    eps, k = 1e-6, (1, 2)
+    Wp = W1.copy()
+    Wp[k] += eps
+    fd = (relu_dae_loss_mc(Wp, W2, X, 0.3, 0.01, n_draws=16, seed=2) - loss) / eps
+    assert abs(fd) <= g + 1e-4
+
+
+def test_chapter6_geometry_helpers():
+    X = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    assert phase.mean_pairwise_cosine(X) == pytest.approx(-1 / 3)
+    W = np.array([[2.0, 0.0], [0.0, 0.0], [0.0, 1.0]])  # unit 0 along x_1, unit 1 outside the span
+    assert phase.mean_best_cosine(W, X, 1) == pytest.approx(1.0)
+    assert phase.mean_best_cosine(W, X, 2) == pytest.approx(0.5)
+    np.testing.assert_allclose(phase.out_of_span_fraction(W, X), [0.0, 1.0], atol=1e-12)
+    assert phase.check_ratio("x", 3.0, 2.0, low=1.4, high=1.6) == 1.5
+    with pytest.raises(ValueError, match="k must"):
+        phase.mean_best_cosine(W, X, 3)
+    with pytest.raises(ValueError, match="zero row"):
+        phase.mean_pairwise_cosine(np.zeros((2, 3)))
+
+
+def test_psnr_gap_of_a_zero_model_is_the_norm_difference():
+    model = _tiny_model(d=6, p=4)
+    with torch.no_grad():
+        model.W1.zero_()
+    X_tr, X_te = np.ones((3, 6)), 0.5 * np.ones((3, 6))
+    # f = 0: MSE = ||x||²/d, so PSNR(train) - PSNR(test) = 10 log10(0.25) dB
+    assert phase.psnr_gap(model, X_tr, X_te, 0.1) == pytest.approx(10 * np.log10(0.25))
+
+
+def test_shuffled_labels_keeps_the_sizes_and_the_values():
+    a, b = np.arange(3.0), np.arange(3.0, 10.0)
+    sa, sb = phase.shuffled_labels(a, b, seed=1)
+    assert sa.size == 3 and sb.size == 7
+    np.testing.assert_array_equal(np.sort(np.concatenate([sa, sb])), np.arange(10.0))

@@ -88,3 +88,24 @@ def test_unet_features_shapes_and_determinism():
     assert _n_hooks(unet) == 0
     with pytest.raises(ValueError):
         unet_features(unet, abar, x0, 1000, layers)
+
+
+def test_resnet_block_nonlinearity_runs_three_times_and_the_last_is_before_conv2():
+    pytest.importorskip("diffusers")
+    from repdiff.unet import build_unet
+
+    torch.manual_seed(0)
+    unet = build_unet({}, (1, 16, 16)).eval()
+    name = "up_blocks.0.resnets.1.nonlinearity"
+    conv2_in = {}
+    block = unet.get_submodule("up_blocks.0.resnets.1")
+    h = block.conv2.register_forward_pre_hook(lambda m, a: conv2_in.setdefault("x", a[0].detach()))
+    try:
+        with ActivationRecorder(unet, [name], keep="all") as rec, torch.no_grad():
+            unet(torch.randn(2, 1, 16, 16), torch.tensor([10, 10]))
+    finally:
+        h.remove()
+    calls = rec.outputs[name]
+    assert len(calls) == 3  # after norm1, on the time embedding, after norm2
+    assert calls[1].ndim == 2  # the time embedding (N, C_temb)
+    assert torch.equal(calls[2], conv2_in["x"])  # dropout is the identity in eval mode

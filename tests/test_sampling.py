@@ -131,3 +131,35 @@ def test_sampler_rejects_bad_denoiser_output():
     f = sampling.empirical_denoiser_fn(torch.randn(4, 3))
     with pytest.raises(ValueError):
         f(torch.randn(2, 5), 0.5)
+
+
+def test_euler_maruyama_step_formula():
+    x, f, z = torch.ones(2, 3), torch.zeros(2, 3), torch.ones(2, 3)
+    out = sampling.euler_maruyama_step(x, f, 2.0, 1.0, z)
+    # x + (4 - 1)(0 - 1)/4 + sqrt(3) z
+    assert torch.allclose(out, torch.full((2, 3), 1 - 0.75 + 3**0.5))
+
+
+def test_memorizing_relu_denoiser_matches_cor32_on_a_stored_point():
+    X = torch.tensor([[2.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
+    f = sampling.memorizing_relu_denoiser_fn(X)
+    out = f(X[:1], 0.5)  # only the first unit fires: gain ||x||^2 / (||x||^2 + sigma^2) along x_1
+    assert torch.allclose(out, X[:1] * 4 / (4 + 0.25))
+
+
+def test_smoothed_kl_is_zero_for_the_same_points_and_positive_otherwise():
+    X = torch.tensor([[0.0, 0.0], [3.0, 0.0]], dtype=torch.float64)
+    assert abs(sampling.smoothed_kl(X, X, 0.1, n_mc=500)) < 1e-9
+    assert sampling.smoothed_kl(X + torch.tensor([0.5, 0.0], dtype=torch.float64), X, 0.1, n_mc=500) > 5
+
+
+def test_sample_with_the_papers_step_and_iterate_clamp_stays_in_range():
+    X = torch.tensor([[0.5, -0.5], [-0.5, 0.5]])
+    sched = sampling.sigma_schedule(20, 3, 0.02)
+    out = sampling.sample(sampling.empirical_denoiser_fn(X), 3 * torch.randn(16, 2), sched,
+                          stochastic=True, stochastic_step="euler_maruyama", clamp_iterate=(-1.0, 1.0),
+                          generator=torch.Generator().manual_seed(0), progress=False)
+    assert out.abs().max() <= 1.0
+    with pytest.raises(ValueError, match="stochastic_step"):
+        sampling.sample(sampling.empirical_denoiser_fn(X), torch.randn(4, 2), sampling.sigma_schedule(5, 3, 0.1),
+                        stochastic=True, stochastic_step="heun", progress=False)

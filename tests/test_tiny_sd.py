@@ -111,27 +111,53 @@ def test_missing_folder_has_clear_message(tmp_path):
         tiny_sd.load_pipeline(tmp_path)
 
 
+def _copy_test(images: torch.Tensor, refs: torch.Tensor, own=None):
+    """The 1/3 rule, written here without repdiff: NN1/NN2 distance ratio < 1/3 (and NN1 is its own image)."""
+    d = torch.cdist(images.flatten(1).double(), refs.flatten(1).double())
+    two = d.topk(2, largest=False)
+    copy_ = (two.values[:, 0] / two.values[:, 1]) < 1 / 3
+    if own is not None:
+        copy_ &= two.indices[:, 0] == torch.as_tensor(own)
+    return copy_.numpy()
+
+
 def test_shipped_model():
-    path = data_path("tiny_sd")
+    """The shipped folder: SD v1 layout, >= 8 channels in every GroupNorm group, prompt lists with their images."""
+    import numpy as np
     from diffusers import StableDiffusionPipeline
 
+    path = data_path("tiny_sd")
     pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True)  # plain diffusers, offline
     assert all(len(b.resnets) >= 3 for b in pipe.unet.up_blocks)
+    per_group = [m.num_channels // m.num_groups for net in (pipe.unet, pipe.vae) for m in net.modules()
+                 if isinstance(m, torch.nn.GroupNorm)]
+    assert len(per_group) > 50 and min(per_group) >= 8
     mem = tiny_sd.read_prompts("memorized", path)
+    ctrl = tiny_sd.read_prompts("control", path)
     held = tiny_sd.read_prompts("held_out", path)
-    assert len(mem) >= 100 and len(held) >= 100 and len(set(mem)) == len(mem)
-    ds = tiny_sd.make_dataset(json.loads((path / "recipe.json").read_text()))
+    assert len(mem) >= 40 and len(ctrl) >= 100 and len(held) >= 100 and len(set(mem)) == len(mem)
+    recipe = json.loads((path / "recipe.json").read_text())
+    assert recipe == tiny_sd.DEFAULT_RECIPE
+    ds = tiny_sd.make_dataset(recipe)
     assert mem == ds.planted_captions and not set(held) & set(ds.captions)
+    assert all(ds.captions.count(c) == recipe["dataset"]["n_copies"] for c in mem)
+    assert all(ds.captions.count(c) == 1 for c in ctrl)
+    np.testing.assert_allclose(tiny_sd.read_prompt_images("memorized", path).numpy(), ds.planted_images,
+                               atol=1 / 127.5 + 1e-6)
+    np.testing.assert_allclose(tiny_sd.read_prompt_images("control", path).numpy(),
+                               tiny_sd.control_captions_and_images(ds)[1], atol=1 / 127.5 + 1e-6)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     assert size < 20e6
 
 
-def test_shipped_model_detector_independent_implementation():
-    """Acceptance: the paper's detector, written here without repdiff.detection, on the shipped model.
+def test_shipped_model_memorizes_and_detector_independent_implementation():
+    """Acceptance of the shipped model, written here without repdiff.detection or repdiff.metrics.
 
-    Plain ``StableDiffusionPipeline`` generation (30 DDIM steps, guidance 7.5), VAE encode, re-noise at t = 10,
-    one U-Net pass with the empty prompt, the last call of ``up_blocks.0.resnets.2.nonlinearity`` (post-norm2),
-    spatial max, population Std; AUROC from scikit-learn, TPR at the 99th percentile of the held-out scores.
+    Plain ``StableDiffusionPipeline`` generation (30 DDIM steps, guidance 7.5); copies by the 1/3 rule against
+    the distinct training images (a planted title's copy must be of its own poster); the paper's detector:
+    VAE encode, re-noise at t = 10, one U-Net pass with the empty prompt, the last call of
+    ``up_blocks.0.resnets.2.nonlinearity`` (post-norm2), spatial max, population Std; AUROC from scikit-learn,
+    TPR at the 99th percentile of the held-out scores.
     """
     import numpy as np
     from diffusers import StableDiffusionPipeline
@@ -141,9 +167,12 @@ def test_shipped_model_detector_independent_implementation():
     path = data_path("tiny_sd")
     pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    n = 100
-    mem = tiny_sd.read_prompts("memorized", path)[:n]
-    held = tiny_sd.read_prompts("held_out", path)[:n]
+    ds = tiny_sd.make_dataset(json.loads((path / "recipe.json").read_text()))
+    refs = torch.from_numpy(ds.unique_images())
+    n_other = int((ds.kind != "planted").sum())  # unique_images: the other rows, then the planted posters
+    mem = tiny_sd.read_prompts("memorized", path)
+    ctrl = tiny_sd.read_prompts("control", path)[:100]
+    held = tiny_sd.read_prompts("held_out", path)[:100]
 
     def images(prompts, seed):
         out = pipe(prompts, num_inference_steps=30, guidance_scale=7.5, height=32, width=32, output_type="pt",
@@ -169,13 +198,19 @@ def test_shipped_model_detector_independent_implementation():
         h = calls[-1].amax(dim=(2, 3)).double().numpy()
         return h.std(axis=1)
 
-    s_mem = scores(images(mem, 0), 1)
-    s_held = scores(images(held, 10), 2)
-    y = np.r_[np.ones(n), np.zeros(n)]
-    auroc = roc_auc_score(y, np.r_[s_mem, s_held])
-    tpr = np.mean(s_mem > np.percentile(s_held, 99))
-    print(f"independent detector: AUROC {auroc:.3f}, TPR@1%FPR {tpr:.2f}")
-    assert auroc >= 0.99 and tpr >= 0.9
+    x_mem, x_ctrl, x_held = images(mem, 0), images(ctrl, 20), images(held, 10)
+    copies = _copy_test(x_mem, refs, own=[n_other + j for j in range(len(mem))])
+    held_copies = _copy_test(x_held, refs)
+    s_mem, s_ctrl, s_held = scores(x_mem, 1), scores(x_ctrl, 3), scores(x_held, 2)
+    s_copy = s_mem[copies]
+    auroc = roc_auc_score(np.r_[np.ones(len(s_copy)), np.zeros(len(held))], np.r_[s_copy, s_held])
+    tpr = np.mean(s_copy > np.percentile(s_held, 99))
+    auroc_ctrl = roc_auc_score(np.r_[np.ones(len(s_copy)), np.zeros(len(ctrl))], np.r_[s_copy, s_ctrl])
+    print(f"planted copies {copies.mean():.3f}, held-out copies {held_copies.mean():.3f}, control copies "
+          f"{_copy_test(x_ctrl, refs).mean():.3f}; detector AUROC {auroc:.3f}, TPR@1%FPR {tpr:.2f}, "
+          f"copies vs control AUROC {auroc_ctrl:.3f}")
+    assert copies.mean() >= 0.8 and held_copies.mean() <= 0.02
+    assert auroc >= 0.99 and tpr >= 0.9 and auroc_ctrl >= 0.95
 
 
 class _Stop(Exception):

@@ -1,5 +1,6 @@
 """repdiff.unet: parametrisation helpers, the VE denoiser wrapper, sampling with the saved scheduler, loading."""
 
+import json
 import math
 
 import pytest
@@ -12,6 +13,8 @@ from repdiff.unet import (  # noqa: E402
     UNetDenoiser,
     build_scheduler,
     build_unet,
+    check_memorization_sweep,
+    ddim_vp_and_ve,
     eps_to_x0,
     generate,
     load_pipeline,
@@ -90,3 +93,28 @@ def test_shipped_checkpoints_load_offline():
         assert (folder / "recipe.json").is_file() and (folder / "record.json").is_file()
     pipe = load_pipeline(folders[0])
     assert pipe.unet.config.sample_size == 16
+
+
+def test_memorization_sweep_check_passes_on_the_recorded_sweep():
+    rec = data_path("unet_sweep", "bench", "transition_50steps.json", must_exist=False)
+    if not rec.is_file():
+        pytest.skip("no shipped sweep record")
+    fracs = {r["n_train"]: r["mem_fraction"] for r in json.loads(rec.read_text())["rows"]}
+    check_memorization_sweep(fracs, copies_up_to=64, most_at=256, none_from=1024)
+    with pytest.raises(ValueError):
+        check_memorization_sweep(fracs, copies_up_to=256, most_at=64, none_from=1024)
+
+
+def test_ddim_vp_and_ve_agree_on_a_tiny_unet():
+    unet, sched = _tiny()
+
+    class Pipe:  # the two attributes ddim_vp_and_ve reads
+        pass
+
+    pipe = Pipe()
+    pipe.unet, pipe.scheduler = unet, sched
+    noise = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    x, x_ve = ddim_vp_and_ve(pipe, noise, 10)
+    assert torch.allclose(x, x_ve, atol=1e-3)
+    with pytest.raises(ValueError, match="sigma_kind"):
+        ddim_vp_and_ve(pipe, noise, 10, sigma_kind="edm")

@@ -177,6 +177,40 @@ def run_variant(name: str, out: Path, device: str, stop_at: float) -> None:
             break
 
 
+def continue_variant(name: str, folder: Path, stage: dict, out: Path, device: str, stop_at: float,
+                     bf16: bool) -> None:
+    """Add one U-Net stage to a saved stage of a variant (resumed from ``folder``), then screen it.
+
+    The data set is built once and shared by training and screening (both call ``tiny_sd.make_dataset``).
+    """
+    cache: dict[str, object] = {}
+    build = tiny_sd.make_dataset
+
+    def cached(recipe: dict):
+        key = json.dumps(recipe, sort_keys=True)
+        if key not in cache:
+            cache[key] = build(recipe)
+        return cache[key]
+
+    tiny_sd.make_dataset = cached  # type: ignore[assignment]
+    recipe = json.loads((folder / "recipe.json").read_text())
+    recipe["train_unet_more"] = [*recipe.get("train_unet_more", []), stage]
+    k = 1 + len(recipe["train_unet_more"])
+    dest = out / name / f"stage{k}"
+    t0 = time.time()
+    rec = tiny_sd.train(recipe, out=dest, device=device, resume_from=folder, progress=False, bf16=bf16,
+                        log=lambda s: print(f"[{name}] {s}", flush=True), stop_at=stop_at)["record"]
+    t_train = time.time() - t0
+    t0 = time.time()
+    res = evaluate(dest, device)
+    res.update(variant=name, stage=k, train_s=round(t_train, 1), eval_s=round(time.time() - t0, 1),
+               steps_per_s=rec["runs"][-1]["steps_per_s"], unet_steps=rec["unet_steps"],
+               stopped_early=rec.get("stopped_early"), vae_rmse=rec["vae_rmse"], recipe=recipe)
+    print(f"[{name}] RESULT {json.dumps({k2: v for k2, v in res.items() if k2 != 'recipe'})}", flush=True)
+    with open(out / "results.jsonl", "a") as f:
+        f.write(json.dumps(res) + "\n")
+
+
 def pick_stage(rows: list[dict]) -> dict:
     """The stage to keep: meets the copy targets (planted >= 0.8 own copies, held-out <= 0.02) with the best
     copies-vs-control AUROC; else the one with the most planted copies."""
@@ -207,6 +241,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--pack", help="after the runs, tar each variant's chosen stage into this folder")
     ap.add_argument("--smoke", action="store_true", help="tiny data and 3 steps: checks the script runs")
+    ap.add_argument("--continue-from", help="a saved stage folder of --variants (one variant): add --stage to it")
+    ap.add_argument("--stage", help="the added U-Net stage, as JSON")
+    ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--stop-at", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -214,6 +251,12 @@ def main() -> None:
     SMOKE = args.smoke
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.continue_from:
+        continue_variant(args.variants, Path(args.continue_from), json.loads(args.stage), out, args.device,
+                         time.time() + 60 * args.minutes, bf16=not args.no_bf16)
+        if args.pack:
+            pack(out, Path(args.pack))
+        return
     if args.one:
         run_variant(args.one, out, args.device, args.stop_at)
         return

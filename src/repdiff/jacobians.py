@@ -12,12 +12,16 @@ Cor. 3.3 predicts J ≈ the rank-p_k Wiener map of the active cluster for a gene
 - :func:`relu_dae_jacobian`: the closed form above, to check the autograd result against.
 - :func:`singular_values`, :func:`effective_rank`: spectra.
 - :func:`rank_one_alignment`, :func:`subspace_cosines`, :func:`wiener_map`: the comparisons with theory.
+- :func:`gain_along`, :func:`gain_candidates`, :func:`check_gain_prediction`, :func:`check_gain_shortfall`:
+  learned gains against the Wiener gain, the σ-for-σ² typo and a plain projector, where they differ.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.func import jacrev, vmap
+
+from .notebook import CheckFailed, check_range
 
 __all__ = [
     "denoiser_jacobian",
@@ -28,6 +32,12 @@ __all__ = [
     "subspace_cosines",
     "wiener_map",
     "relative_error",
+    "GAIN_CANDIDATES",
+    "gain_along",
+    "gain_candidates",
+    "candidate_separation",
+    "check_gain_prediction",
+    "check_gain_shortfall",
 ]
 
 
@@ -173,3 +183,103 @@ def relative_error(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     if A.shape != B.shape:
         raise ValueError(f"shapes differ: {tuple(A.shape)} vs {tuple(B.shape)}")
     return torch.linalg.matrix_norm(A - B) / torch.linalg.matrix_norm(B)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# gains along chosen directions, and checks of Cor. 3.2/3.3 that can tell the candidates apart (Chapter 8)
+
+#: The three formulas Chapter 8 compares a learned gain with: the Wiener gain of Cor. 3.2/3.3, the same with
+#: the camera-ready's σ in place of σ², and a plain (unshrunk) projector.
+GAIN_CANDIDATES = ("wiener", "sigma typo", "projector")
+
+
+def gain_along(J: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """v̂ᵀ J v̂ for each matrix: how much of the direction v the map keeps. Chapter 8.
+
+    Args:
+        J: ``(N, d, d)``; v: ``(d,)`` (one direction for all) or ``(N, d)`` (one per matrix), nonzero.
+
+    Returns:
+        ``(N,)``.
+    """
+    if J.ndim != 3 or J.shape[1] != J.shape[2]:
+        raise ValueError(f"J must be (N, d, d), got {tuple(J.shape)}")
+    if v.ndim == 1:
+        v = v.expand(J.shape[0], -1)
+    if v.shape != J.shape[:2]:
+        raise ValueError(f"v must be (d,) or (N, d) with d = {J.shape[1]}, got {tuple(v.shape)}")
+    nrm = v.norm(dim=-1, keepdim=True)
+    if (nrm == 0).any():
+        raise ValueError("a direction v is zero")
+    u = v / nrm
+    return torch.einsum("ni,nij,nj->n", u, J.to(u), u)
+
+
+def gain_candidates(s: float | torch.Tensor, sigma: float, n_lam: float = 0.0) -> dict[str, torch.Tensor]:
+    """The gain along an eigen-direction with second moment ``s`` at noise σ, by each candidate formula.
+
+    ``"wiener"``: (s − nλ)/(s + σ²) (paper Cor. 3.2 with s = ‖x_i‖², Cor. 3.3 with s an eigenvalue of S_k
+    and nλ → λ/ρ_k); ``"sigma typo"``: (s − nλ)/(s + σ) (the camera-ready's (S + σI)⁻¹); ``"projector"``:
+    (s − nλ)/s (no noise shrinkage). Same shape as ``s``. Chapter 8.
+    """
+    sigma = _check_sigma(sigma)
+    s = torch.as_tensor(s, dtype=torch.float64)
+    if (s <= n_lam).any():
+        raise ValueError(f"every s must exceed n_lam = {n_lam}")
+    return {"wiener": (s - n_lam) / (s + sigma**2), "sigma typo": (s - n_lam) / (s + sigma),
+            "projector": (s - n_lam) / s}
+
+
+def candidate_separation(cands: dict[str, torch.Tensor]) -> float:
+    """Smallest relative difference |a − b|/max(a, b) between two candidate gains (median over entries)."""
+    names = list(cands)
+    seps = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            x, y = cands[a].double(), cands[b].double()
+            seps.append(float(((x - y).abs() / torch.maximum(x.abs(), y.abs())).median()))
+    return min(seps)
+
+
+def check_gain_prediction(
+    what: str, learned: torch.Tensor, s: float | torch.Tensor, sigma: float, *, tol: float, n_lam: float = 0.0,
+    expected: str = "wiener",
+) -> float:
+    """Check a learned gain against one candidate formula, only where the candidates differ (Chapter 8).
+
+    Prints the learned gain and all three :func:`gain_candidates`. Raises :class:`repdiff.CheckFailed`
+    when the candidates are within ``tol`` of each other (the check could not tell them apart at this σ)
+    or when the median relative deviation |learned/expected − 1| exceeds ``tol``.
+
+    Args:
+        learned: measured gains ``(N,)`` (or a scalar); s: the matching second moments, same shape or scalar.
+
+    Returns:
+        the median relative deviation from the ``expected`` candidate.
+    """
+    if expected not in GAIN_CANDIDATES:
+        raise ValueError(f"expected must be one of {GAIN_CANDIDATES}, got {expected!r}")
+    learned = torch.as_tensor(learned, dtype=torch.float64)
+    cands = gain_candidates(s, sigma, n_lam)
+    sep = candidate_separation(cands)
+    devs = {k: float((learned / v - 1).abs().median()) for k, v in cands.items()}
+    print(f"sigma = {sigma:g}: learned gain {float(learned.median()):.3f}; "
+          + ", ".join(f"{k} {float(v.median()):.3f} (rel. dev. {devs[k]:.3f})" for k, v in cands.items()))
+    if sep <= tol:
+        raise CheckFailed(f"{what}: the candidate gains differ by only {sep:.3g} <= tol {tol:.3g} at "
+                          f"sigma = {sigma:g}; the check cannot discriminate there")
+    check_range(f"{what}: median |learned / {expected} - 1|", devs[expected], high=tol)
+    return devs[expected]
+
+
+def check_gain_shortfall(what: str, learned: torch.Tensor, reference: torch.Tensor, *, at_least: float) -> float:
+    """Check that a learned gain falls short of a reference gain by at least ``at_least`` (relative, median).
+
+    The shortfall is median((reference − learned)/reference). Raises :class:`repdiff.CheckFailed` when it
+    is below ``at_least`` (e.g. when ``learned`` *is* the reference). Chapter 8.
+    """
+    learned = torch.as_tensor(learned, dtype=torch.float64)
+    reference = torch.as_tensor(reference, dtype=torch.float64)
+    short = float(((reference - learned) / reference).median())
+    check_range(f"{what}: median (reference - learned) / reference", short, low=at_least)
+    return short

@@ -6,16 +6,21 @@
   point? (Chapters 1, 5, 7, 10, 12.)
 - :func:`detection_metrics`: AUROC and TPR at 1% FPR of a memorization detector (Chapters 11, 13).
 - :func:`psnr`: denoising quality (Chapter 6).
+- :func:`denoiser_memorization`: does a denoiser turn noisy *held-out* inputs into training points? (Chapter 5.)
 
 Functions accept numpy arrays or torch tensors and return the same kind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 
 from ._arrays import ArrayLike, like_input, require_finite, to_tensor
+from .notebook import CheckResult, check_range
 
 __all__ = [
     "representation_std",
@@ -25,6 +30,7 @@ __all__ = [
     "detection_metrics",
     "mean_interval",
     "psnr",
+    "denoiser_memorization",
 ]
 
 
@@ -213,3 +219,81 @@ def psnr(estimate: ArrayLike, target: ArrayLike, *, peak: float = 2.0) -> ArrayL
     require_finite(e, "estimate")
     mse = (e - t).reshape(e.shape[0], -1).square().mean(dim=1)
     return like_input(10 * torch.log10(peak**2 / mse.clamp_min(1e-20)), was_np)
+
+
+def check_copy_fraction(what: str, samples: ArrayLike, train: ArrayLike, *, low: float | None = None,
+                        high: float | None = None) -> CheckResult:
+    """Check :func:`memorization_fraction` of ``samples`` against ``train`` lies in [low, high] (Chapter 1).
+
+    Chapter 1 requires 1 for the empirical-denoiser sampler and ≤ 0.05 for the Wiener sampler; each bound
+    rejects the other sampler's samples (tests/test_negative_controls_part1a.py)."""
+    return check_range(what, memorization_fraction(samples, train), low=low, high=high)
+
+
+def check_participation(what: str, h: ArrayLike, *, low: float | None = None, high: float | None = None,
+                        reduce: str = "mean") -> CheckResult:
+    """Check the mean (``reduce="mean"``) or largest (``"max"``) participation ratio of representations
+    ``h`` ``(m, p)`` lies in [low, high] (Chapter 3: one-hot, PR ≤ 1.01; Chapter 4: balanced, PR near p_k).
+    Rejects the other regime's representation (one-hot vs spread)."""
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    pr = np.asarray(participation_ratio(np.asarray(h, dtype=np.float64)))
+    return check_range(what, float(pr.mean() if reduce == "mean" else pr.max()), low=low, high=high)
+
+
+def denoiser_memorization(
+    denoise: Callable[[Any], Any],
+    X_train: ArrayLike,
+    X_test: ArrayLike,
+    sigma: float,
+    *,
+    n_draws: int = 4,
+    seed: int = 0,
+    threshold: float = 1 / 3,
+) -> float:
+    """Fraction of noisy *held-out* inputs that a denoiser turns into a copy of a training point (Chapter 5).
+
+    For every row x of ``X_test`` and ``n_draws`` noise draws ε ~ N(0, I), the denoiser gets y = x + σε; the
+    output f(y) counts as a copy when its nearest-neighbour distance ratio against ``X_train``
+    (:func:`nn_distance_ratio`: ‖f − NN₁‖ / ‖f − NN₂‖) is below ``threshold`` (1/3). The inputs come from
+    points the model never saw, so a denoiser that keeps (a shrunk version of) its input — the identity map,
+    the Wiener filter — does not count as memorizing, while the empirical optimal denoiser, which returns
+    the nearest training point at small σ, does.
+
+    Args:
+        denoise: maps an ``(m, d)`` array to an ``(m, d)`` array. It receives the same kind as ``X_test``
+            (numpy float64 for numpy input, a float64 tensor for tensor input) and may return either kind.
+        X_train: ``(n, d)`` training points (at least two distinct ones).
+        X_test: ``(m, d)`` held-out points.
+        sigma: σ > 0. n_draws: noise draws per held-out point (>= 1). seed: noise seed.
+        threshold: the copy threshold of the distance ratio, in (0, 1].
+
+    Returns:
+        the fraction of the ``m · n_draws`` denoised inputs that are copies, in [0, 1].
+
+    Raises:
+        ValueError: σ <= 0, ``n_draws`` < 1, ``X_train`` and ``X_test`` not 2-D with the same d, or an output
+            whose shape is not ``(m · n_draws, d)``.
+    """
+    s = float(sigma)
+    if not np.isfinite(s) or s <= 0:
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    if int(n_draws) != n_draws or n_draws < 1:
+        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
+    tr, _ = to_tensor(X_train, "X_train")
+    te, te_np = to_tensor(X_test, "X_test")
+    if tr.ndim != 2 or te.ndim != 2 or tr.shape[1] != te.shape[1] or te.shape[0] == 0:
+        raise ValueError(
+            f"X_train (n, d) and X_test (m, d) must be 2-D with the same d and m >= 1, got {tuple(tr.shape)} "
+            f"and {tuple(te.shape)}"
+        )
+    require_finite(te, "X_test")
+    clean = te.detach().cpu().double().repeat(int(n_draws), 1)
+    gen = torch.Generator().manual_seed(int(seed))
+    noisy = clean + s * torch.randn(clean.shape, generator=gen, dtype=torch.float64)
+    out = denoise(noisy.numpy() if te_np else noisy.to(te.device))
+    o, _ = to_tensor(out, "the denoiser's output")
+    if tuple(o.shape) != tuple(noisy.shape):
+        raise ValueError(f"denoise must map an (m, d) array to (m, d): got {tuple(o.shape)} for input "
+                         f"{tuple(noisy.shape)}")
+    return memorization_fraction(o.detach().cpu().double(), tr.detach().cpu().double(), threshold)

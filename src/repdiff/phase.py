@@ -1,5 +1,8 @@
 """Measuring trained DAEs, sweeping them into a phase diagram, and the ReLU-mask leakage (Chapters 5-6).
 
+The checks that carry the claims of Chapters 5 and 6 live here too (``check_*``), so that the notebooks and
+the negative-control tests run the same code.
+
 Measurements of one trained two-layer ReLU DAE f(x) = W2 relu(W1ᵀx) (Chapters 5 and 6):
 
 - :func:`representation_stats`: spikiness (Std, participation ratio, active units) of h(x + σε).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,19 +33,42 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import metrics
+from . import metrics, theory
 from ._arrays import ArrayLike, require_finite, to_tensor
+from .notebook import CheckFailed, check_range
 
 __all__ = [
     "representation_stats",
     "denoising_psnr",
     "power_law_gaussian",
+    "power_law_covariance",
     "GridResult",
     "train_dae_grid",
     "phase_metrics",
     "unit_margins",
     "mask_leakage",
     "fit_leakage_rate",
+    "check_memorizer",
+    "check_far_below_reference",
+    "gap_crossing",
+    "check_boundary_moves_with_p",
+    "check_region_shrinks",
+    "check_memorizing_gap",
+    "check_pr_rises_with_n",
+    "loss_and_gradient_norm",
+    "check_distinct_minimum",
+    "check_median_ratio",
+    "shuffled_labels",
+    "mean_pairwise_cosine",
+    "check_mean_pairwise_cosine",
+    "mean_best_cosine",
+    "check_units_closer",
+    "out_of_span_fraction",
+    "check_out_of_span",
+    "check_ratio",
+    "psnr_gap",
+    "check_psnr_gap",
+    "check_psnr_gain",
 ]
 
 
@@ -148,13 +175,28 @@ def power_law_gaussian(
     """
     if int(n) != n or n < 1 or int(d) != d or d < 1:
         raise ValueError(f"n and d must be positive integers, got n={n!r}, d={d!r}")
+    spec, U = _power_law_spectrum(int(d), decay, basis_seed)
+    Z = np.random.default_rng(seed).standard_normal((int(n), int(d)))
+    return (Z * np.sqrt(spec)) @ U.T
+
+
+def _power_law_spectrum(d: int, decay: float, basis_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(s (d,), U (d, d))`` of :func:`power_law_gaussian`: variances s_j ∝ j^(−decay) summing to d, rotation U."""
+    if int(d) != d or d < 1:
+        raise ValueError(f"d must be a positive integer, got {d!r}")
     if not (math.isfinite(decay) and decay >= 0):
         raise ValueError(f"decay must be a finite number >= 0, got {decay!r}")
     spec = np.arange(1, int(d) + 1, dtype=np.float64) ** (-float(decay))
     spec *= d / spec.sum()
     U = np.linalg.qr(np.random.default_rng(basis_seed).standard_normal((d, d)))[0]
-    Z = np.random.default_rng(seed).standard_normal((int(n), int(d)))
-    return (Z * np.sqrt(spec)) @ U.T
+    return spec, U
+
+
+def power_law_covariance(d: int, *, decay: float = 1.0, basis_seed: int = 0) -> np.ndarray:
+    """The covariance U diag(s) Uᵀ ``(d, d)`` of :func:`power_law_gaussian` with the same ``basis_seed``
+    (Chapter 5: the population Wiener filter of the phase diagram's data)."""
+    spec, U = _power_law_spectrum(d, decay, basis_seed)
+    return (U * spec) @ U.T
 
 
 @dataclass
@@ -305,11 +347,15 @@ def phase_metrics(
     - ``pr``, ``std``: medians over noisy training inputs of the participation ratio and the Std of
       h = relu(W1_bᵀ y) (over the model's own p_b units); ``pr_frac`` = ``pr`` / p_b.
     - ``train_mse``, ``test_mse``: mean ‖f_b(y) − x‖² on training and test points.
-    - ``gap`` = (test_mse − train_mse) / test_mse: 0 when the model denoises new points as well as its
-      training points, close to 1 when it is only good on the training points.
-    - ``copy``: the **memorization fraction** used in Chapter 5: the fraction of noisy *training* inputs
-      whose output f_b(y) is a copy of their own training point, i.e. whose nearest training point is
-      x_i itself and whose nearest-neighbour distance ratio ‖f − NN₁‖/‖f − NN₂‖ is below ``threshold``.
+    - ``gap_abs`` = test_mse − train_mse, the generalization gap; ``gap`` = (test_mse − train_mse) / test_mse,
+      its relative version: 0 when the model denoises new points as well as its training points, close to 1
+      when it is only good on the training points.
+    - ``mem``: the **memorization fraction** of Chapter 5, :func:`repdiff.metrics.denoiser_memorization` of
+      f_b against X_b on noisy *held-out* inputs (rows of ``X_test``, ``n_draws`` each, noise seed ``seed``,
+      the same inputs for every model at a given σ).
+    - ``copy``: the older measure on noisy *training* inputs (output nearest to its own x_i with distance
+      ratio below ``threshold``). It cannot tell memorization from a denoiser that keeps its input: when the
+      training points are far apart compared with the noise, the identity map scores close to 1.
     """
     Xt, _ = to_tensor(X, "X")
     Tt, _ = to_tensor(X_test, "X_test")
@@ -324,7 +370,7 @@ def phase_metrics(
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
     B = len(grid.n)
-    out = {k: np.empty(B) for k in ("pr", "std", "pr_frac", "train_mse", "test_mse", "gap", "copy")}
+    out = {k: np.empty(B) for k in ("pr", "std", "pr_frac", "train_mse", "test_mse", "gap", "gap_abs", "mem", "copy")}
     gen = torch.Generator().manual_seed(int(seed))
     for b in range(B):
         W1, W2 = grid.weights(b)
@@ -341,6 +387,12 @@ def phase_metrics(
         out["train_mse"][b] = float((f - Xb).square().sum(1).mean())
         out["test_mse"][b] = float((fT - T).square().sum(1).mean())
         out["gap"][b] = (out["test_mse"][b] - out["train_mse"][b]) / out["test_mse"][b]
+        out["gap_abs"][b] = out["test_mse"][b] - out["train_mse"][b]
+        out["mem"][b] = (
+            metrics.denoiser_memorization(lambda y, A=W1, C=W2: torch.relu(y @ A) @ C.T, Xt[:nb], Tt, s,
+                                          n_draws=n_draws, seed=seed, threshold=threshold)
+            if nb >= 2 else float("nan")
+        )
         if nb >= 2:
             dist = torch.cdist(f, Xt[:nb])
             two = torch.topk(dist, k=2, dim=1, largest=False)
@@ -444,3 +496,293 @@ def fit_leakage_rate(sigmas: Any, probs: Any, gamma: float, *, min_prob: float =
         "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0,
         "n_points": float(keep.sum()),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The checks of Chapter 5, as functions: the notebook runs them on its measurements, and
+# tests/test_negative_controls_part1b.py runs the same functions on named wrong answers.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def check_memorizer(
+    what: str, denoise: Callable[[Any], Any], X_train: ArrayLike, X_test: ArrayLike, sigma: float, *,
+    low: float = 0.9, n_draws: int = 4, seed: int = 0,
+) -> float:
+    """Check that ``denoise`` turns at least a fraction ``low`` of noisy held-out inputs into training points.
+
+    The fraction is :func:`repdiff.metrics.denoiser_memorization` (Chapter 5): ``denoise`` maps ``(m, d)`` to
+    ``(m, d)``, ``X_train`` is ``(n, d)``, ``X_test`` ``(m, d)``. Chapter 5 runs it on the empirical optimal
+    denoiser; the identity map and the Wiener filter must fail it. Returns the fraction.
+    """
+    frac = metrics.denoiser_memorization(denoise, X_train, X_test, sigma, n_draws=n_draws, seed=seed)
+    return float(check_range(what, frac, low=low))
+
+
+def check_far_below_reference(what: str, mem_model: Any, mem_reference: Any, *, high: float = 0.25) -> float:
+    """Check that a model copies held-out inputs far less often than a reference memorizer (Chapter 5).
+
+    ``mem_model`` and ``mem_reference`` are memorization fractions of the same cells (any equal shapes,
+    e.g. ``(len(ns), len(ps))`` against the empirical optimal denoiser broadcast over the widths). The
+    statistic is the largest ratio model / reference over the cells; it must be <= ``high``. The reference
+    itself (ratio 1) must fail. Returns the largest ratio.
+    """
+    a, r = np.asarray(mem_model, dtype=np.float64), np.asarray(mem_reference, dtype=np.float64)
+    a, r = np.broadcast_arrays(a, r)
+    if a.size == 0 or not (np.isfinite(a).all() and np.isfinite(r).all()) or (r <= 0).any():
+        raise ValueError("need finite memorization fractions with a reference > 0 in every cell")
+    return float(check_range(what, float((a / r).max()), high=high))
+
+
+def gap_crossing(rel_gap: Any, ns: Any, *, level: float = 0.5) -> np.ndarray:
+    """Training-set size n* where the relative generalization gap first falls below ``level`` (Chapter 5).
+
+    ``rel_gap`` is ``(len(ns), P)`` (rows: increasing n, columns: widths). For each column, n* is found by
+    linear interpolation in log n between the last size at or above ``level`` and the next one; NaN when the
+    gap never falls below ``level`` inside the grid, or is already below at the smallest n. Returns ``(P,)``.
+    """
+    G = np.asarray(rel_gap, dtype=np.float64)
+    n = np.asarray(ns, dtype=np.float64).ravel()
+    if G.ndim != 2 or G.shape[0] != n.size or n.size < 2 or (n <= 0).any() or (np.diff(n) <= 0).any():
+        raise ValueError(f"rel_gap must be (len(ns), P) with ns increasing and > 0, got {G.shape} and {n.size} sizes")
+    out = np.full(G.shape[1], np.nan)
+    for j in range(G.shape[1]):
+        below = np.nonzero(G[:, j] < level)[0]
+        if below.size == 0 or below[0] == 0:
+            continue
+        i = int(below[0])
+        t = (G[i - 1, j] - level) / (G[i - 1, j] - G[i, j])
+        out[j] = float(np.exp(np.log(n[i - 1]) + t * (np.log(n[i]) - np.log(n[i - 1]))))
+    return out
+
+
+def check_boundary_moves_with_p(
+    what: str, rel_gap: Any, ns: Any, ps: Any, *, level: float = 0.5, low: float = 0.4, high: float = 1.6
+) -> dict[str, Any]:
+    """Fit log n* = a + b log p over the widths whose crossing n* (:func:`gap_crossing`) lies in the grid,
+    and check the slope b lies in [``low``, ``high``] (Chapter 5).
+
+    b ≈ 1 means the boundary between the regimes sits at a fixed ratio n/p; a boundary at a fixed n, whatever
+    the width (a gap table that depends on n only), gives b = 0 and fails. Returns ``slope``, ``n_star``
+    ``(P,)`` and ``ratio`` = n*/p ``(P,)`` (NaN where no crossing).
+    """
+    p = np.asarray(ps, dtype=np.float64).ravel()
+    n_star = gap_crossing(rel_gap, ns, level=level)
+    if n_star.size != p.size:
+        raise ValueError(f"rel_gap has {n_star.size} columns but there are {p.size} widths")
+    ok = np.isfinite(n_star)
+    if ok.sum() < 2:
+        raise CheckFailed(f"{what}: the gap crosses {level} inside the grid for {int(ok.sum())} width(s); need 2")
+    slope = float(np.polyfit(np.log(p[ok]), np.log(n_star[ok]), 1)[0])
+    check_range(what, slope, low=low, high=high)
+    return {"slope": slope, "n_star": n_star, "ratio": n_star / p}
+
+
+def check_region_shrinks(what: str, rel_gap: Any, *, level: float = 0.5, high: int = -1) -> np.ndarray:
+    """Count the cells with relative gap >= ``level`` at each noise level and check that the count at the last
+    σ minus the count at the first is <= ``high`` (Chapter 5). ``rel_gap`` is ``(len(ns), len(ps), S)``.
+
+    A table that does not depend on σ (the same slice at every noise level) gives 0 and fails. Returns the
+    counts ``(S,)``.
+    """
+    G = np.asarray(rel_gap, dtype=np.float64)
+    if G.ndim != 3 or G.shape[2] < 2:
+        raise ValueError(f"rel_gap must be (len(ns), len(ps), S) with S >= 2 noise levels, got {G.shape}")
+    counts = (G >= level).sum(axis=(0, 1))
+    check_range(what, float(counts[-1] - counts[0]), high=high)
+    return counts
+
+
+def check_memorizing_gap(what: str, rel_gap: Any, ns: Any, ps: Any, *, low: float = 0.75) -> float:
+    """Check that the relative generalization gap is >= ``low`` in every cell with n <= p (Chapter 5).
+
+    ``rel_gap`` is ``(len(ns), len(ps))``. A denoiser that treats new points like training points (the identity
+    map, the Wiener filter: gap ≈ 0) fails. Returns the smallest gap over those cells.
+    """
+    G = np.asarray(rel_gap, dtype=np.float64)
+    n = np.asarray(ns).ravel()
+    p = np.asarray(ps).ravel()
+    if G.shape != (n.size, p.size):
+        raise ValueError(f"rel_gap must be (len(ns), len(ps)) = {(n.size, p.size)}, got {G.shape}")
+    cells = n[:, None] <= p[None, :]
+    if not cells.any():
+        raise ValueError("no cell with n <= p in the grid")
+    return float(check_range(what, float(G[cells].min()), low=low))
+
+
+def check_pr_rises_with_n(what: str, pr_table: Any, *, low: float = 1.1) -> np.ndarray:
+    """Check that, for every width, the median participation ratio at the largest n over the one at the
+    smallest n is >= ``low`` (Chapter 5). ``pr_table`` is ``(len(ns), len(ps))``; a table flat in n fails.
+    Returns the ratios ``(len(ps),)``.
+    """
+    T = np.asarray(pr_table, dtype=np.float64)
+    if T.ndim != 2 or T.shape[0] < 2 or (T[0] <= 0).any():
+        raise ValueError(f"pr_table must be (len(ns) >= 2, len(ps)) with positive entries, got {T.shape}")
+    ratio = T[-1] / T[0]
+    check_range(what, float(ratio.min()), low=low)
+    return ratio
+
+
+def loss_and_gradient_norm(
+    W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float, *, n_draws: int = 256, seed: int = 5
+) -> tuple[float, float]:
+    """Monte-Carlo loss (Eq. 6, :func:`repdiff.theory.relu_dae_loss_mc`, fixed noise) and the Euclidean norm of
+    its gradient in (W1, W2) at the given ``(d, p)`` weights (Chapter 5). ``X`` is ``(n, d)``."""
+    A = to_tensor(W1, "W1")[0].detach().double().clone().requires_grad_()
+    B = to_tensor(W2, "W2")[0].detach().double().clone().requires_grad_()
+    loss = theory.relu_dae_loss_mc(A, B, to_tensor(X, "X")[0].double(), sigma, lam, n_draws=n_draws, seed=seed)
+    loss.backward()
+    return float(loss.detach()), float(torch.cat([A.grad.ravel(), B.grad.ravel()]).norm())
+
+
+def check_distinct_minimum(
+    what: str, W1: ArrayLike, W2: ArrayLike, W_ref: ArrayLike, X: ArrayLike, sigma: float, lam: float, *,
+    max_grad_ratio: float = 3.0, min_loss_excess: float = 0.01, n_draws: int = 256, seed: int = 5,
+) -> dict[str, float]:
+    """Check that ``(W1, W2)`` is another stationary point with a higher loss than the closed form ``W_ref``
+    (``W1 = W2 = W_ref``), all ``(d, p)`` (Chapter 5).
+
+    On the same fixed noise draws, the gradient norm at ``(W1, W2)`` must be at most ``max_grad_ratio`` times
+    the one at ``W_ref`` (a local minimum: its gradient norm is the Monte-Carlo floor), and the loss must exceed
+    the closed form's by at least ``min_loss_excess``. A random initialisation fails the first condition, the
+    closed form itself the second. Returns ``loss``, ``loss_ref``, ``grad``, ``grad_ref``.
+    """
+    loss, grad = loss_and_gradient_norm(W1, W2, X, sigma, lam, n_draws=n_draws, seed=seed)
+    loss_ref, grad_ref = loss_and_gradient_norm(W_ref, W_ref, X, sigma, lam, n_draws=n_draws, seed=seed)
+    check_range(f"{what}: gradient norm / the closed form's (Monte-Carlo floor)", grad / grad_ref,
+                high=max_grad_ratio)
+    check_range(f"{what}: loss minus the closed form's", loss - loss_ref, low=min_loss_excess)
+    return {"loss": loss, "loss_ref": loss_ref, "grad": grad, "grad_ref": grad_ref}
+
+
+def check_median_ratio(what: str, values_a: Any, values_b: Any, *, low: float | None = None,
+                       high: float | None = None) -> float:
+    """Check median(``values_a``) / median(``values_b``) against [``low``, ``high``] (Chapters 5 and 6).
+
+    Used for per-sample spikiness (Std, participation ratio) of two models, ``(N_a,)`` and ``(N_b,)``. The
+    natural wrong answers: two generalizing models, or the pooled values split at random (shuffled model
+    labels), both give a ratio near 1. Returns the ratio.
+    """
+    a = np.asarray(values_a, dtype=np.float64).ravel()
+    b = np.asarray(values_b, dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("need non-empty finite values for both models")
+    mb = float(np.median(b))
+    if mb <= 0:
+        raise ValueError(f"the median of values_b must be > 0, got {mb}")
+    return float(check_range(what, float(np.median(a)) / mb, low=low, high=high))
+
+
+def shuffled_labels(values_a: Any, values_b: Any, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The negative control of :func:`check_median_ratio`: pool ``(N_a,)`` and ``(N_b,)`` values and split them
+    at random into groups of the same sizes (Chapters 5-6)."""
+    a = np.asarray(values_a, dtype=np.float64).ravel()
+    pooled = np.concatenate([a, np.asarray(values_b, dtype=np.float64).ravel()])
+    perm = np.random.default_rng(seed).permutation(pooled.size)
+    return pooled[perm[: a.size]], pooled[perm[a.size :]]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The checks of Chapter 6 (real images), as functions shared with the negative-control tests.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def mean_pairwise_cosine(X: ArrayLike) -> float:
+    """Mean cosine between distinct rows of ``X`` ``(n, d)``, n >= 2 (Chapter 6)."""
+    A = np.asarray(to_tensor(X, "X")[0].detach().cpu().double())
+    if A.ndim != 2 or A.shape[0] < 2:
+        raise ValueError(f"X must be (n, d) with n >= 2, got {A.shape}")
+    norms = np.linalg.norm(A, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError("X has a zero row: its cosine is undefined")
+    U = A / norms
+    return float((U @ U.T)[np.triu_indices(len(A), 1)].mean())
+
+
+def check_mean_pairwise_cosine(what: str, X: ArrayLike, *, low: float | None = None,
+                               high: float | None = None) -> float:
+    """Check the mean pairwise cosine of the rows of ``X`` ``(n, d)`` against [``low``, ``high``] (Chapter 6:
+    raw images share a background and sit in a narrow cone; centred ones do not). Returns the mean cosine."""
+    return float(check_range(what, mean_pairwise_cosine(X), low=low, high=high))
+
+
+def mean_best_cosine(W1: ArrayLike, X: ArrayLike, k: int) -> float:
+    """Mean over the ``k`` largest-norm columns of ``W1`` ``(d, p)`` of the best cosine to a row of ``X``
+    ``(n, d)``: close to 1 when the units are copies of training images (Chapter 6, the paper's Fig. 3)."""
+    W = np.asarray(to_tensor(W1, "W1")[0].detach().cpu().double())
+    A = np.asarray(to_tensor(X, "X")[0].detach().cpu().double())
+    if W.ndim != 2 or A.ndim != 2 or A.shape[1] != W.shape[0]:
+        raise ValueError(f"W1 (d, p) and X (n, d) must share d, got {W.shape} and {A.shape}")
+    if int(k) != k or not 1 <= k <= W.shape[1]:
+        raise ValueError(f"k must be an integer in [1, p = {W.shape[1]}], got {k!r}")
+    order = np.argsort(-np.linalg.norm(W, axis=0))[: int(k)]
+    Wk = W[:, order]
+    cos = (A / np.linalg.norm(A, axis=1, keepdims=True)) @ (Wk / np.linalg.norm(Wk, axis=0).clip(1e-300))
+    return float(cos.max(axis=0).mean())
+
+
+def check_units_closer(what: str, W_a: ArrayLike, X_a: ArrayLike, W_b: ArrayLike, X_b: ArrayLike, *, k: int,
+                       low: float) -> float:
+    """Check :func:`mean_best_cosine` of model a (to its data ``X_a``) minus that of model b (to ``X_b``) >=
+    ``low`` (Chapter 6). Weights ``(d, p)``, data ``(n, d)``. A model compared with itself gives 0 and fails.
+    Returns the difference."""
+    diff = mean_best_cosine(W_a, X_a, k) - mean_best_cosine(W_b, X_b, k)
+    return float(check_range(what, diff, low=low))
+
+
+def out_of_span_fraction(W1: ArrayLike, X: ArrayLike) -> np.ndarray:
+    """For each column w_j of ``W1`` ``(d, p)``: ‖(I − P)w_j‖ / ‖w_j‖, P the projector onto the span of the rows of
+    ``X`` ``(n, d)`` (Chapter 6). The loss's data term never pulls a unit out of that span, so what remains
+    outside is left over from the random start (weight decay shrinks it). Returns ``(p,)``."""
+    W = np.asarray(to_tensor(W1, "W1")[0].detach().cpu().double())
+    A = np.asarray(to_tensor(X, "X")[0].detach().cpu().double())
+    if W.ndim != 2 or A.ndim != 2 or A.shape[1] != W.shape[0]:
+        raise ValueError(f"W1 (d, p) and X (n, d) must share d, got {W.shape} and {A.shape}")
+    U, sv, _ = np.linalg.svd(A.T, full_matrices=False)
+    Q = U[:, sv > sv.max() * max(A.shape) * np.finfo(np.float64).eps]  # orthonormal basis of the span (rank-aware)
+    R = W - Q @ (Q.T @ W)
+    return np.linalg.norm(R, axis=0) / np.linalg.norm(W, axis=0).clip(1e-300)
+
+
+def check_out_of_span(what: str, W1: ArrayLike, X: ArrayLike, *, k: int, high: float) -> float:
+    """Check that the median :func:`out_of_span_fraction` over the ``k`` largest-norm columns of ``W1`` ``(d, p)``
+    is <= ``high`` (Chapter 6: how much of the random start a trained unit keeps). An untrained model, whose
+    units are random directions, fails. Returns the median."""
+    W = np.asarray(to_tensor(W1, "W1")[0].detach().cpu().double())
+    if int(k) != k or not 1 <= k <= W.shape[1]:
+        raise ValueError(f"k must be an integer in [1, p = {W.shape[1]}], got {k!r}")
+    top = np.argsort(-np.linalg.norm(W, axis=0))[: int(k)]
+    return float(check_range(what, float(np.median(out_of_span_fraction(W[:, top], X))), high=high))
+
+
+def check_ratio(what: str, value: float, reference: float, *, low: float | None = None,
+                high: float | None = None) -> float:
+    """Check ``value / reference`` against [``low``, ``high``] (Chapter 6: a trained loss over a closed-form
+    loss). Returns the ratio."""
+    ref = float(reference)
+    if not (math.isfinite(ref) and ref > 0):
+        raise ValueError(f"reference must be a finite number > 0, got {reference!r}")
+    return float(check_range(what, float(value) / ref, low=low, high=high))
+
+
+def psnr_gap(model: Any, X_train: ArrayLike, X_test: ArrayLike, sigma: float, *, n_draws: int = 5) -> float:
+    """Mean denoised PSNR on ``X_train`` minus on ``X_test`` (both ``(n, d)``), dB, noise seeds 4 and 5, as the
+    table of Chapter 6 (:func:`denoising_psnr`)."""
+    tr = denoising_psnr(model, X_train, sigma, n_draws=n_draws, seed=4)["denoised"].mean()
+    te = denoising_psnr(model, X_test, sigma, n_draws=n_draws, seed=5)["denoised"].mean()
+    return float(tr - te)
+
+
+def check_psnr_gap(what: str, model: Any, X_train: ArrayLike, X_test: ArrayLike, sigma: float, *,
+                   low: float | None = None, high: float | None = None, absolute: bool = False) -> float:
+    """Check the train − test PSNR gap (:func:`psnr_gap`, or its absolute value) against [``low``, ``high``]
+    (Chapter 6). A generalizing model fails a memorizing model's lower bound and vice versa. Returns the
+    checked value."""
+    g = psnr_gap(model, X_train, X_test, sigma)
+    return float(check_range(what, abs(g) if absolute else g, low=low, high=high))
+
+
+def check_psnr_gain(what: str, model: Any, X: ArrayLike, sigma: float, *, low: float) -> float:
+    """Check that the model's mean denoised PSNR on ``X`` ``(n, d)`` exceeds the noisy input's by >= ``low`` dB
+    (Chapter 6; noise seed 5, 5 draws). The identity map (gain 0) fails. Returns the gain."""
+    r = denoising_psnr(model, X, sigma, n_draws=5, seed=5)
+    return float(check_range(what, float(r["denoised"].mean() - r["noisy"].mean()), low=low))

@@ -10,13 +10,17 @@ The paper's "representation" of a deep denoiser is the output of one inner modul
         unet(x, t)
     h = spatial_pool(rec["mid_block"], "max")        # (N, C)
 
-A module that runs several times in one forward pass (diffusers' ``ResnetBlock2D`` applies its one
-``nonlinearity`` module twice) is recorded at its last call by default (``keep="last"``), which for
-``…resnets.k.nonlinearity`` is SiLU(GroupNorm(·)) just before the block's second convolution, the layer the
-paper's released detector reads; ``keep="all"`` keeps every call.
+A module that runs several times in one forward pass is recorded at its last call by default
+(``keep="last"``); ``keep="all"`` keeps every call. diffusers' ``ResnetBlock2D`` calls its one
+``nonlinearity`` module three times: on GroupNorm(input) before the first convolution, on the time
+embedding (before ``time_emb_proj``), and on GroupNorm(·) just before the second convolution. The last,
+third call is what ``…resnets.k.nonlinearity`` records by default, the layer the paper's released detector
+reads (``tests/test_representations.py`` counts the calls).
 
 - :func:`list_modules`: names of the modules matching a glob pattern (which layers exist?).
 - :func:`spatial_pool`: ``(N, C, H, W)`` → ``(N, C)`` by max or mean (other shapes: flattened).
+- :func:`check_separation`, :func:`check_extreme_row`: Chapter 11's checks (a score separates memorized
+  from generalized samples, or barely does; one layer is the worst of a sweep).
 - :func:`unet_features`: Chapter 11's one-pass feature extractor for a noise-predicting ``UNet2DModel``:
   re-noise clean images to a training step t, one forward pass, pooled features of chosen layers.
 """
@@ -27,7 +31,11 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
+
+from .metrics import detection_metrics
+from .notebook import check_range
 
 __all__ = ["ActivationRecorder", "list_modules", "spatial_pool", "unet_features"]
 
@@ -211,3 +219,33 @@ def unet_features(
                 out[n].append(rec[n])
             rec.clear()
     return {n: torch.cat(v) for n, v in out.items()}
+
+
+def check_separation(
+    what: str, scores_mem: torch.Tensor, scores_gen: torch.Tensor, *, low: float | None = None,
+    high: float | None = None,
+) -> float:
+    """AUROC of a score (higher = memorized) checked against ``[low, high]`` (Chapter 11).
+
+    ``low`` carries a claim "this score separates" (shuffled labels fail it), ``high`` a claim "this score
+    barely separates" (a score that does separate fails it). ``scores_*``: ``(N,)``. Returns the AUROC.
+    """
+    auroc = detection_metrics(scores_mem, scores_gen)["auroc"]
+    check_range(f"{what}: AUROC", auroc, low=low, high=high)
+    return auroc
+
+
+def check_extreme_row(what: str, table: np.ndarray, rows: Sequence[str], claimed: str, *, margin: float = 0.0) -> float:
+    """Check that row ``claimed`` of ``table`` ``(R, C)`` has the lowest mean, by more than ``margin``.
+
+    Prints and raises :class:`repdiff.CheckFailed` otherwise. Chapter 11 uses it for "this layer is the
+    worst choice" over a layers × noise-levels AUROC table. Returns the gap (next-lowest mean − its mean).
+    """
+    table = np.asarray(table, dtype=float)
+    if table.ndim != 2 or table.shape[0] != len(rows) or claimed not in rows:
+        raise ValueError(f"table must be (len(rows), C) and claimed one of rows; got {table.shape}, {claimed!r}")
+    means = table.mean(1)
+    i = list(rows).index(claimed)
+    gap = float(np.delete(means, i).min() - means[i])
+    check_range(f"{what}: mean over columns, next-lowest row minus {claimed}", gap, low=margin)
+    return gap

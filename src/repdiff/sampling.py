@@ -9,6 +9,8 @@ The updates, with f = denoiser(x, σ) and next level σ' < σ:
 - deterministic (probability-flow ODE, Euler step = DDIM in VE form): x' = f + (σ'/σ)(x − f)
 - stochastic (ancestral; sample of N(x_σ' | x_σ, x_0 = f)):
   x' = f + (σ'²/σ²)(x − f) + σ' sqrt(1 − σ'²/σ²) z
+- stochastic (Euler–Maruyama step of the reverse SDE, the step of the paper's toy code):
+  x' = x + (σ² − σ'²)(f − x)/σ² + sqrt(σ² − σ'²) z
 
 Both move x *towards* the denoiser output; the score is ∇log p_σ(x) = (f − x)/σ² (Tweedie). Chapter 7
 derives them (and the sign slips in the paper's printed update, reproduced by :func:`printed_paper_step`).
@@ -21,6 +23,7 @@ shape, a schedule that does not decrease and a model on another device), the sin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -35,6 +38,9 @@ __all__ = [
     "ancestral_step",
     "printed_paper_step",
     "empirical_denoiser_fn",
+    "euler_maruyama_step",
+    "memorizing_relu_denoiser_fn",
+    "smoothed_kl",
 ]
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
@@ -118,6 +124,20 @@ def ancestral_step(
     return x0_hat + ratio2 * (x - x0_hat) + sigma_next * (1 - ratio2) ** 0.5 * z
 
 
+def euler_maruyama_step(
+    x: torch.Tensor, x0_hat: torch.Tensor, sigma: float, sigma_next: float, z: torch.Tensor
+) -> torch.Tensor:
+    """One Euler–Maruyama step of the reverse VE SDE: x' = x + (σ² − σ'²) s + sqrt(σ² − σ'²) z.
+
+    s = (x̂0 − x)/σ² is the score (Tweedie). This is the stochastic step of the paper's toy sampler
+    (Chapter 7 compares it with :func:`ancestral_step`, which draws the exact Gaussian posterior step).
+    """
+    if not 0 <= sigma_next < sigma:
+        raise ValueError(f"need 0 <= sigma_next < sigma, got sigma={sigma}, sigma_next={sigma_next}")
+    dv = sigma**2 - sigma_next**2
+    return x + dv * score_from_denoiser(x, x0_hat, sigma) + dv**0.5 * z
+
+
 def printed_paper_step(
     x: torch.Tensor, x0_hat: torch.Tensor, sigma: float, sigma_next: float, *, fix_score_sign_only: bool = False
 ) -> torch.Tensor:
@@ -161,6 +181,8 @@ def sample(
     stochastic: bool = False,
     generator: torch.Generator | None = None,
     clamp: tuple[float, float] | None = None,
+    clamp_iterate: tuple[float, float] | None = None,
+    stochastic_step: str = "ancestral",
     return_trajectory: bool = False,
     progress: bool = True,
     batch_size: int | None = None,
@@ -173,7 +195,11 @@ def sample(
         sigmas: strictly decreasing noise levels, e.g. from :func:`sigma_schedule` (ending at 0).
         stochastic: ancestral steps (fresh noise each step) instead of deterministic DDIM steps.
         generator: torch generator for the stochastic noise (reproducibility).
-        clamp: optional ``(lo, hi)`` applied to the x_0 estimate at each step.
+        clamp: optional ``(lo, hi)`` applied to the x_0 estimate at each step (the course's choice).
+        clamp_iterate: optional ``(lo, hi)`` applied to the iterate x after each step (what the paper's
+            toy code does instead, also at large σ; Chapter 7 measures the difference).
+        stochastic_step: ``"ancestral"`` (:func:`ancestral_step`) or ``"euler_maruyama"``
+            (:func:`euler_maruyama_step`, the paper's toy code); used when ``stochastic``.
         return_trajectory: also return the list of iterates (``len(sigmas)`` tensors on the CPU).
         progress: show a progress bar (one tick per step and batch).
         batch_size: run the samples in batches of this size (all at once when ``None``). The batches
@@ -208,6 +234,8 @@ def sample(
             f"the denoiser's weights are on {dev} but x_init is on {x_init.device}; "
             f"move one of them, e.g. x_init.to({str(dev)!r})"
         )
+    if stochastic_step not in ("ancestral", "euler_maruyama"):
+        raise ValueError(f"stochastic_step must be 'ancestral' or 'euler_maruyama', got {stochastic_step!r}")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     B = x_init.shape[0] if batch_size is None else batch_size
@@ -233,9 +261,12 @@ def sample(
                 x = f
             elif stochastic:
                 z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = ancestral_step(x, f, sig, sig_next, z)
+                step = ancestral_step if stochastic_step == "ancestral" else euler_maruyama_step
+                x = step(x, f, sig, sig_next, z)
             else:
                 x = ddim_step(x, f, sig, sig_next)
+            if clamp_iterate is not None:
+                x = x.clamp(*clamp_iterate)
             if return_trajectory:
                 traj.append(x.detach().cpu())
             bar.update(1)
@@ -246,3 +277,45 @@ def sample(
     if not return_trajectory:
         return x
     return x, [torch.cat([t[i] for t in trajs]) for i in range(len(s))]
+
+
+def memorizing_relu_denoiser_fn(X: torch.Tensor, n_lam: float = 0.0) -> Denoiser:
+    """The exact memorizing minimiser of paper Cor. 3.2 at every σ, as a denoiser for :func:`sample`.
+
+    f(y, σ) = Σ_i r_i(σ)² x_i [x_iᵀ y]_+ with r_i² = (‖x_i‖² − nλ)/(‖x_i‖⁴ + σ²‖x_i‖²) (one unit per
+    stored sample, bias-free, not centred). ``X``: ``(n, d)``. Chapter 8's KL-bound experiment.
+    """
+    if not isinstance(X, torch.Tensor) or X.ndim != 2:
+        raise ValueError(f"X must be a torch tensor of shape (n, d), got {getattr(X, 'shape', type(X))}")
+    n2 = X.square().sum(1)
+    if (n2 <= n_lam).any():
+        raise ValueError(f"every ||x_i||^2 must exceed n_lam = {n_lam}")
+
+    def f_mem(y: torch.Tensor, sigma: float) -> torch.Tensor:
+        if y.ndim != 2 or y.shape[1] != X.shape[1]:
+            raise ValueError(f"y must have shape (N, {X.shape[1]}), got {tuple(y.shape)}")
+        Xy = X.to(y)
+        r2 = ((n2 - n_lam) / (n2.square() + sigma**2 * n2)).to(y)
+        return (torch.relu(y @ Xy.T) * r2) @ Xy
+
+    return f_mem
+
+
+def smoothed_kl(samples: torch.Tensor, X: torch.Tensor, tau: float, *, n_mc: int = 4000, seed: int = 0) -> float:
+    """Monte-Carlo KL(q_τ ‖ p_τ) in nats between two point sets smoothed by N(0, τ² I).
+
+    q_τ = (1/N) Σ_j N(s_j, τ² I) for the ``samples`` ``(N, d)``, p_τ = (1/n) Σ_i N(x_i, τ² I) for the
+    empirical distribution ``X`` ``(n, d)``. The unsmoothed KL(sampled ‖ empirical) is +∞ as soon as a
+    sample is off the x_i; τ → 0 recovers it. ``n_mc`` draws from q_τ, seeded. Chapter 8.
+    """
+    if samples.ndim != 2 or X.ndim != 2 or samples.shape[1] != X.shape[1]:
+        raise ValueError(f"samples and X must be (N, d) and (n, d), got {tuple(samples.shape)}, {tuple(X.shape)}")
+    if not tau > 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    g = torch.Generator().manual_seed(seed)
+    S, Xd = samples.double().cpu(), X.double().cpu()
+    j = torch.randint(len(S), (n_mc,), generator=g)
+    y = S[j] + tau * torch.randn(n_mc, S.shape[1], generator=g, dtype=torch.float64)
+    log_q = torch.logsumexp(-torch.cdist(y, S).square() / (2 * tau**2), 1) - math.log(len(S))
+    log_p = torch.logsumexp(-torch.cdist(y, Xd).square() / (2 * tau**2), 1) - math.log(len(Xd))
+    return float((log_q - log_p).mean())

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ._arrays import ArrayLike, like_input, require_finite, require_positive, to_tensor
+from .notebook import CheckResult, check, check_range
 
 __all__ = [
     "empirical_denoiser",
@@ -224,8 +225,9 @@ def shrinkage_factors(eigvals: ArrayLike, n_noise: float, sigma: float, n_lam: f
         n_lam: the regularisation term nλ (n = size of the *whole* training set).
 
     Returns:
-        a_j in [0, 1), same shape and kind as ``eigvals``; 0 where λ_j <= nλ (the direction is switched
-        off: keeping it would cost more weight decay than it saves in reconstruction).
+        a_j in [0, 1], same shape and kind as ``eigvals``; 0 where λ_j <= nλ (the direction is switched
+        off: keeping it would cost more weight decay than it saves in reconstruction); a_j < 1 whenever
+        n σ² + nλ > 0, and a_j = 1 exactly when σ = 0 (or ``n_noise`` = 0) and nλ = 0 (a plain projector).
     """
     lam_t, was_np = to_tensor(eigvals, "eigvals")
     sigma = _nonneg(sigma, "sigma")
@@ -714,3 +716,422 @@ def limit_block(
     noise = sigma if printed_typo else sigma**2
     a = (s - lam / rho) / (s + noise)
     return like_input((U * a) @ U.T, was_np)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapters 1-4: the computations behind the chapters' claims, and the checks themselves. A chapter calls the
+# check function and tests/test_negative_controls_part1a.py calls the *same* function on a named wrong answer
+# (identity map, σ for σ², untrained weights, ...), which must raise CheckFailed.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def tweedie_denoiser(log_density, y: ArrayLike, sigma: float) -> np.ndarray:
+    """Tweedie's formula by automatic differentiation (Chapter 1): y + σ² ∇_y log p_σ(y).
+
+    Args:
+        log_density: callable ``(y: torch.Tensor (m, d), sigma) -> (m,)`` tensor, log p_σ(y), differentiable.
+        y: ``(m, d)`` noisy points. sigma: σ > 0.
+
+    Returns:
+        ``(m, d)`` numpy array, the posterior mean E[x | y] by Tweedie's formula.
+    """
+    require_positive(sigma, "sigma")
+    yt, _ = to_tensor(y, "y")
+    if yt.ndim != 2:
+        raise ValueError(f"y must have shape (m, d), got {tuple(yt.shape)}")
+    yq = yt.detach().double().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(log_density(yq, sigma).sum(), yq)
+    return (yq + sigma**2 * g).detach().numpy()
+
+
+def check_tweedie(what: str, log_density, y: ArrayLike, sigma: float, estimate: ArrayLike, tol: float) -> CheckResult:
+    """Check a posterior-mean estimate ``(m, d)`` against Tweedie's formula for ``log_density`` (Chapter 1).
+
+    The chapter runs it on a Monte-Carlo estimate, on the mixture's responsibility-weighted Wiener formula,
+    on :func:`empirical_denoiser` and on :func:`wiener_denoiser`. Wrong answers it rejects: the identity map
+    f(y) = y, and a denoiser with σ in place of σ² (tests/test_negative_controls_part1a.py).
+    """
+    return check(what, estimate, tweedie_denoiser(log_density, y, sigma), tol=tol)
+
+
+def check_dsm_minimiser(x: ArrayLike, outputs: dict[str, ArrayLike], best: str) -> dict[str, float]:
+    """DSM losses E‖f(y) − x‖² of several denoisers on the same pairs, and a check that ``best`` wins (Ch. 1).
+
+    Args:
+        x: ``(m, d)`` clean points. outputs: name → ``(m, d)`` outputs f(y) on their noisy versions.
+        best: the name claimed to have the lowest loss (Theorem: the posterior mean).
+
+    Returns:
+        name → DSM loss. Raises CheckFailed if another denoiser has a lower loss than ``best``.
+    """
+    xt = np.asarray(x, dtype=np.float64)
+    if best not in outputs or len(outputs) < 2:
+        raise ValueError(f"outputs must contain {best!r} and at least one competitor, got {sorted(outputs)}")
+    losses = {}
+    for name, f in outputs.items():
+        fa = np.asarray(f, dtype=np.float64)
+        if fa.shape != xt.shape:
+            raise ValueError(f"outputs[{name!r}] has shape {fa.shape}, x has {xt.shape}")
+        losses[name] = float(((fa - xt) ** 2).sum(1).mean())
+    margin = min(v for k, v in losses.items() if k != best) - losses[best]
+    check_range(f"DSM loss margin of the best competitor over {best}", margin, low=0.0)
+    return losses
+
+
+def linearity_defect(f, X: ArrayLike, sigma: float, *, n_pairs: int = 400, seed: int = 0) -> float:
+    """Median distance of a denoiser from affine along random segments between noisy training points (Ch. 1).
+
+    For pairs y1, y2 = x_a + σε, x_b + σε' and t ~ U(0, 1): ‖f(t y1 + (1−t) y2) − (t f(y1) + (1−t) f(y2))‖
+    divided by ‖y1 − y2‖; 0 for an affine f.
+
+    Args:
+        f: ``(m, d) array, sigma -> (m, d) array``. X: ``(n, d)`` training points. sigma: σ > 0.
+    """
+    Xa = np.asarray(X, dtype=np.float64)
+    if Xa.ndim != 2:
+        raise ValueError(f"X must have shape (n, d), got {Xa.shape}")
+    require_positive(sigma, "sigma")
+    g = np.random.default_rng(seed)
+    n, d = Xa.shape
+    idx = g.integers(0, n, size=(n_pairs, 2))
+    y1 = Xa[idx[:, 0]] + sigma * g.standard_normal((n_pairs, d))
+    y2 = Xa[idx[:, 1]] + sigma * g.standard_normal((n_pairs, d))
+    t = g.uniform(size=(n_pairs, 1))
+    f1, f2, fm = f(y1, sigma), f(y2, sigma), f(t * y1 + (1 - t) * y2, sigma)
+    return float(np.median(np.linalg.norm(fm - (t * f1 + (1 - t) * f2), axis=1) / np.linalg.norm(y1 - y2, axis=1)))
+
+
+def check_not_affine(what: str, defects: ArrayLike, *, low: float = 0.1) -> CheckResult:
+    """Check that the largest linearity defect over a σ grid is at least ``low`` (Chapter 1: f_emp is not
+    affine). The natural wrong answer, the Wiener filter, is affine and has defect 0 (to rounding)."""
+    return check_range(what, float(np.max(np.asarray(defects, dtype=np.float64))), low=low)
+
+
+def check_monte_carlo(what: str, draws: ArrayLike, expected: float, *, n_se: float = 4.0) -> dict[str, float]:
+    """Check an exact value against the mean of independent Monte-Carlo draws, in standard errors (Ch. 2-3).
+
+    Args:
+        draws: ``(D,)`` i.i.d. estimates (one per noise draw or per batch of draws), D >= 2.
+        expected: the exact (closed-form) value. n_se: how many standard errors are allowed.
+
+    Returns:
+        dict with ``mean``, ``se`` (standard error of the mean) and ``z`` = |mean − expected| / se.
+    """
+    a = np.asarray(draws, dtype=np.float64).ravel()
+    if len(a) < 2:
+        raise ValueError(f"need at least two Monte-Carlo draws, got {len(a)}")
+    mean, se = float(a.mean()), float(a.std(ddof=1) / np.sqrt(len(a)))
+    z = abs(mean - float(expected)) / se
+    check_range(what, z, high=n_se)
+    return {"mean": mean, "se": se, "z": z}
+
+
+def linear_dae_min_loss(X: ArrayLike, p: int, sigma: float, lam: float) -> float:
+    """Minimum value of the linear DAE loss from the eigenbasis formula of Chapter 2 (proof, Step 3):
+
+        (1/n) [ Σ_{j<=p} ( λ_j (a_j − 1)² + n σ² a_j² + 2nλ a_j ) + Σ_{j>p} λ_j ],
+        a_j = (λ_j − nλ)_+ / (λ_j + nσ²),  λ_j the eigenvalues of XᵀX.
+    """
+    Xt, _, _ = _data(X)
+    n = Xt.shape[0]
+    p = _width(p)
+    sigma, lam = _nonneg(sigma, "sigma"), _nonneg(lam, "lam")
+    eig = torch.linalg.svdvals(Xt.double()) ** 2
+    eig = torch.cat([eig, torch.zeros(max(0, Xt.shape[1] - len(eig)), dtype=eig.dtype)])
+    top = eig[:p]
+    a = ((top - n * lam).clamp_min(0) / (top + n * sigma**2))
+    val = (top * (a - 1) ** 2 + n * sigma**2 * a**2 + 2 * n * lam * a).sum() + eig[p:].sum()
+    return float(val / n)
+
+
+def check_linear_dae_minimum(W1: ArrayLike, W2: ArrayLike, X: ArrayLike, p: int, sigma: float, lam: float, *,
+                             tol: float = 1e-10) -> CheckResult:
+    """Check that (W1, W2) ``(d, p)`` attains the eigenbasis minimum :func:`linear_dae_min_loss` (Chapter 2).
+
+    Rejects a closed form with σ in place of σ² or without the weight-decay threshold."""
+    return check("loss of W* vs the eigenbasis formula", linear_dae_loss(W1, W2, X, sigma, lam),
+                 linear_dae_min_loss(X, p, sigma, lam), tol=tol)
+
+
+def check_linear_dae_fit(W1: ArrayLike, W2: ArrayLike, W_star: ArrayLike, *, tol: float = 1e-6,
+                         label: str = "") -> tuple[CheckResult, CheckResult]:
+    """Check a trained linear DAE (W1, W2) ``(d, p)`` against the closed form W* (Chapter 2).
+
+    Two checks: W2 W1ᵀ = W* W*ᵀ (the map, independent of the rotation O), and W1 = W2 (weight decay ties
+    the layers). Rejects an untrained start, and the λ = 0 factorisation (W1 C, W2 C⁻ᵀ) for the tie.
+
+    Returns:
+        (relative error of the map, relative error of W1 vs W2).
+    """
+    A, B, Ws = (np.asarray(w, dtype=np.float64) for w in (W1, W2, W_star))
+    err_map = check(f"{label}W2 W1^T vs closed form", B @ A.T, Ws @ Ws.T, tol=tol)
+    err_tie = check(f"{label}W1 vs W2", A, B, tol=tol)
+    return err_map, err_tie
+
+
+def check_no_lower_loss(losses: ArrayLike, reference: float, *, slack: float = 1e-12) -> CheckResult:
+    """Check that no loss found by training is below the claimed global minimum ``reference`` (Chapter 2).
+
+    Rejects a wrong closed form (e.g. σ for σ²), whose loss trained runs beat."""
+    return check_range("smallest loss found minus closed-form loss (never below 0)",
+                       float(np.min(np.asarray(losses, dtype=np.float64))) - float(reference), low=-slack)
+
+
+def check_separable(clusters: list[ArrayLike], sigma: float, *, min_margin: float = 3.0) -> dict[str, float]:
+    """Check the separability assumption of Definition 3.1 for a partition of the training set (Ch. 3-4):
+    β < 0 (negatively correlated cluster means) and margin ≥ ``min_margin`` noise standard deviations.
+
+    Returns :func:`repdiff.data.separability`'s dict. Rejects positively correlated data (e.g. X + 1)."""
+    from .data import separability  # data does not import theory; kept local to leave the top imports alone
+
+    sep = separability([np.atleast_2d(np.asarray(c, dtype=np.float64)) for c in clusters])
+    check_range("beta (largest cosine between cluster means) is negative", sep["beta"], high=-1e-6)
+    check_range("margin / sigma", sep["margin"] / sigma, low=min_margin)
+    return sep
+
+
+def gated_loss_hessian(W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float,
+                       masks: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Exact gradient and Hessian of :func:`relu_dae_loss_gated` in (W1, W2) with the ReLU pattern fixed.
+
+    Chapter 3 uses it at the memorizing solution (Corollary 3.2): with the gates frozen, as in the paper's
+    argument, the loss is a polynomial in the weights, and its Hessian decides local minimality.
+
+    Args:
+        W1, W2: ``(d, p)``; X: ``(n, d)``; masks: boolean ``(n, p)``, unit j on for sample i.
+
+    Returns:
+        (gradient ``(2dp,)``, Hessian ``(2dp, 2dp)``), parameters ordered as (vec W1, vec W2), row-major.
+    """
+    A, B, Xt, sigma, lam, _ = _loss_inputs(W1, W2, X, sigma, lam)
+    A, B, Xt = A.double(), B.double(), Xt.double()
+    D, _ = to_tensor(masks, "masks")
+
+    def f(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return relu_dae_loss_gated(a, b, Xt, sigma, lam, masks=D)
+
+    a0, b0 = A.detach().clone().requires_grad_(True), B.detach().clone().requires_grad_(True)
+    ga, gb = torch.autograd.grad(f(a0, b0), (a0, b0))
+    H = torch.autograd.functional.hessian(f, (A.detach(), B.detach()), vectorize=True)
+    m = A.numel()
+    Hm = torch.cat([torch.cat([H[i][j].reshape(m, m) for j in range(2)], 1) for i in range(2)], 0)
+    return torch.cat([ga.flatten(), gb.flatten()]).numpy(), (0.5 * (Hm + Hm.T)).numpy()
+
+
+def check_local_minimum(W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float, masks: ArrayLike,
+                        *, n_flat: int = 0, grad_tol: float = 1e-10, eig_tol: float = 1e-9) -> dict:
+    """Check that (W1, W2) is a local minimum of the gated loss with pattern ``masks`` (Chapter 3).
+
+    Three checks on the exact gradient g and Hessian H (:func:`gated_loss_hessian`): ‖g‖ ≤ ``grad_tol``
+    (stationary); the ``n_flat`` smallest eigenvalues are zero to ``eig_tol`` (the flat directions the
+    chapter explains, e.g. a sample split over two units); every other eigenvalue is > ``eig_tol``.
+    Rejects a saddle (W = 0, or a memorizer that dropped a sample: negative eigenvalues) and a closed form
+    with wrong r_i (nonzero gradient).
+
+    Returns:
+        dict with ``grad_norm``, ``eigvals`` (ascending, ``(2dp,)``) and ``hessian`` (``(2dp, 2dp)``).
+    """
+    g, H = gated_loss_hessian(W1, W2, X, sigma, lam, masks)
+    ev = np.linalg.eigvalsh(H)
+    gn = float(np.linalg.norm(g))
+    check_range("gradient norm of the gated loss", gn, high=grad_tol)
+    if n_flat:
+        check_range(f"largest |eigenvalue| among the {n_flat} flat directions", float(np.abs(ev[:n_flat]).max()),
+                    high=eig_tol)
+    check_range("smallest Hessian eigenvalue outside the flat directions", float(ev[n_flat]), low=eig_tol)
+    return {"grad_norm": gn, "eigvals": ev, "hessian": H}
+
+
+def storage_shares(W1: ArrayLike, W2: ArrayLike, X: ArrayLike) -> np.ndarray:
+    """Unit j's share of storing sample i, (x̂_iᵀ w_{1,j})(x̂_iᵀ w_{2,j}) if unit j is on for x_i (Ch. 3).
+
+    ``W1, W2``: ``(d, p)``; ``X``: ``(n, d)`` → ``(n, p)``. Row i sums to x̂_iᵀ W2 D_i W1ᵀ x̂_i."""
+    A, B, Xa = (np.asarray(w, dtype=np.float64) for w in (W1, W2, X))
+    Xhat = Xa / np.linalg.norm(Xa, axis=1, keepdims=True)
+    return (Xhat @ A) * (Xhat @ B) * (Xa @ A > 0)
+
+
+def check_memorizer(W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float, W_mem: ArrayLike, *,
+                    tol: float = 0.02, loss_tol: float = 0.01, min_cos: float = 0.98,
+                    n_draws: int = 20000) -> dict[str, float]:
+    """Check a trained ReLU DAE (W1, W2) ``(d, p)`` against the memorizing closed form ``W_mem`` (Chapter 3).
+
+    Four checks: W2 W1ᵀ vs W_mem W_memᵀ (relative, ``tol``); the Monte-Carlo loss vs W_mem's on the same
+    noise (``loss_tol``); the weight stored along each sample (row sums of :func:`storage_shares`) vs
+    r_i²‖x_i‖² (``tol``); every unit holding ≥ 10% of a sample points along it (|cos| ≥ ``min_cos``).
+    Rejects an untrained network, the linear DAE of Chapter 2 and r_i with σ for σ².
+
+    Returns:
+        dict with ``err_M``, ``err_L``, ``err_a``, ``L_trained``, ``min_cos`` and ``active`` ((n, p) bool).
+    """
+    A, B, Xa, Wm = (np.asarray(w, dtype=np.float64) for w in (W1, W2, X, W_mem))
+    n = len(Xa)
+    err_M = check("trained W2 W1^T vs W_mem W_mem^T", B @ A.T, Wm @ Wm.T, tol=tol)
+    L_trained = relu_dae_loss_mc(A, B, Xa, sigma, lam, n_draws=n_draws, seed=1)
+    L_ref = relu_dae_loss_mc(Wm, Wm, Xa, sigma, lam, n_draws=n_draws, seed=1)
+    err_L = check("trained loss vs loss of W_mem (Monte Carlo, same noise)", L_trained, L_ref, tol=loss_tol)
+    share = storage_shares(A, B, Xa)
+    a_theory = np.linalg.norm(Wm[:, :n], axis=0) ** 2
+    err_a = check("weight stored along each sample (sum of unit shares) vs r_i^2 |x_i|^2", share.sum(1),
+                  a_theory, tol=tol)
+    active = share > 0.1 * a_theory[:, None]
+    Xhat = Xa / np.linalg.norm(Xa, axis=1, keepdims=True)
+    cos = np.abs(Xhat @ A) / np.maximum(np.linalg.norm(A, axis=0), 1e-300)
+    mc = min(cos[i, active[i]].min() for i in range(n))
+    check_range("smallest |cosine| between an active unit and the sample it stores", mc, low=min_cos)
+    return {"err_M": float(err_M), "err_L": float(err_L), "err_a": float(err_a), "L_trained": L_trained,
+            "min_cos": float(mc), "active": active}
+
+
+def memorization_errors(W1: ArrayLike, W2: ArrayLike, X: ArrayLike, W_mem: ArrayLike) -> dict[str, float]:
+    """How far a network's map W2 W1ᵀ is from W_mem W_memᵀ (Chapter 3): ``err`` (relative Frobenius, whole
+    space) and ``err_span`` (both maps compressed to the span of the training data, relative to W_mem's)."""
+    A, B, Xa, Wm = (np.asarray(w, dtype=np.float64) for w in (W1, W2, X, W_mem))
+    Xhat = Xa / np.linalg.norm(Xa, axis=1, keepdims=True)
+    P = Xhat.T @ np.linalg.pinv(Xhat.T)
+    M, M0 = B @ A.T, Wm @ Wm.T
+    return {"err": float(np.linalg.norm(M - M0) / np.linalg.norm(M0)),
+            "err_span": float(np.linalg.norm(P @ (M - M0) @ P) / np.linalg.norm(M0))}
+
+
+def check_all_memorize(errs_span: ArrayLike, loss_gaps: ArrayLike, *, span_tol: float = 0.05,
+                       loss_tol: float = 0.03) -> tuple[CheckResult, CheckResult]:
+    """Check that every training variant memorizes (Chapter 3): the worst error of W2W1ᵀ inside the data
+    span ≤ ``span_tol`` and the worst relative loss gap to the closed form ≤ ``loss_tol``.
+    Rejects a variant that is the linear DAE of Chapter 2 or an untrained network."""
+    w_span = check_range("every variant: error of W2W1^T inside the data span",
+                         float(np.max(np.asarray(errs_span, dtype=np.float64))), high=span_tol)
+    w_loss = check_range("every variant: relative loss gap to the closed form",
+                         float(np.max(np.abs(np.asarray(loss_gaps, dtype=np.float64)))), high=loss_tol)
+    return w_span, w_loss
+
+
+def check_blocks(freq: ArrayLike, p_k: int, *, leak_max: float = 0.01) -> tuple[list[np.ndarray], float]:
+    """Check that the units split into one block of ``p_k`` units per mode (Chapter 4).
+
+    Args:
+        freq: ``(K, p)`` activation frequency of each unit on noisy samples of each mode.
+
+    Returns:
+        (the units of each mode (frequency > 1/2), the largest frequency of a unit outside its mode's block).
+        Rejects an untrained network (its random units fire for both modes).
+    """
+    F = np.asarray(freq, dtype=np.float64)
+    K, p = F.shape
+    units = [np.nonzero(F[k] > 0.5)[0] for k in range(K)]
+    check_range("units per mode (smallest)", min(len(u) for u in units), low=p_k)
+    check_range("units per mode (largest)", max(len(u) for u in units), high=p_k)
+    leak = max(F[k, np.setdiff1d(np.arange(p), units[k])].max(initial=0.0) for k in range(K))
+    check_range("largest activation frequency of a unit outside its mode's block", leak, high=leak_max)
+    return units, float(leak)
+
+
+def check_mode_maps(maps: list[ArrayLike], blocks: list[ArrayLike], limits: list[ArrayLike],
+                    typos: list[ArrayLike], *, tol: float = 0.03, typo_ratio: float = 5.0) -> dict[str, list]:
+    """Check each mode's learned linear map ``(d, d)`` against Eq. 8 and the Cor. 3.3 limit (Chapter 4).
+
+    Per mode k: M_k vs ``blocks[k]`` (Eq. 8 on the training cluster, W_k W_kᵀ) and vs ``limits[k]`` (the
+    population limit), relative error ≤ ``tol``; then the error against the printed limit with σ in place of
+    σ² (``typos[k]``) must be at least ``typo_ratio`` times the largest error against the σ² limit.
+    Rejects a network that learned the σ-typo block, or the Chapter 2 linear DAE of the pooled data.
+
+    Returns:
+        dict with lists ``eq8``, ``limit``, ``typo`` of relative errors.
+    """
+    e8, el, et = [], [], []
+    for k, (M, B, L, T) in enumerate(zip(maps, blocks, limits, typos, strict=True)):
+        M, L, T = (np.asarray(a, dtype=np.float64) for a in (M, L, T))
+        e8.append(float(check(f"mode {k}: trained on-mode map vs Eq. 8 (training cluster)", M, B, tol=tol)))
+        el.append(float(check(f"mode {k}: trained on-mode map vs population limit", M, L, tol=tol)))
+        et.append(float(np.linalg.norm(M - T) / np.linalg.norm(T)))
+    check_range("error against the printed (S + sigma I)^-1 over error against (S + sigma^2 I)^-1",
+                min(et) / max(max(el), 1e-300), low=typo_ratio)
+    return {"eq8": e8, "limit": el, "typo": et}
+
+
+def check_test_loss(test_mc: float, trained_exact: float, exact: float, *, mc_tol: float = 0.03,
+                    exact_tol: float = 0.01) -> tuple[CheckResult, CheckResult]:
+    """Check the network's test loss against the exact expression of Proposition prop-wiener-loss (Ch. 4):
+    the Monte-Carlo test loss (``mc_tol``) and the exact population loss of its per-mode maps
+    (``exact_tol``). Rejects the identity map (loss dσ²) and a block with σ for σ²."""
+    a = check("trained network's test loss (Monte Carlo) vs the exact expression", test_mc, exact, tol=mc_tol)
+    b = check("trained network's population loss (its per-mode maps, exact) vs the exact expression",
+              trained_exact, exact, tol=exact_tol)
+    return a, b
+
+
+def check_printed_bound_low(printed: float, exact: float, *, high: float = 0.95) -> CheckResult:
+    """Check that the bound printed after Cor. 3.3 is below the exact test loss it should bound (Chapter 4):
+    printed / exact ≤ ``high``. A bound that kept the noise-variance term (ratio 1) would fail."""
+    return check_range("printed leading terms / exact expression", printed / exact, high=high)
+
+
+def check_train_test_agree(train_loss: float, test_loss: float, *, tol: float = 0.03) -> CheckResult:
+    """Check that training and test losses agree (the network generalizes, Chapter 4): relative gap
+    |train − test| / test ≤ ``tol``. Rejects a memorizer (the empirical denoiser: train loss ≪ test loss)."""
+    return check("training loss vs test loss", train_loss, test_loss, tol=tol)
+
+
+def check_convergence_rates(sizes: ArrayLike, block_err: ArrayLike, excess: ArrayLike) -> tuple[float, float]:
+    """Fit log-log slopes of the block error and the excess test loss against the cluster size (Chapter 4)
+    and check them: about −1/2 (in [−0.65, −0.35]) and −1 (in [−1.2, −0.8]).
+    Rejects errors measured against the σ-typo limit (they plateau: slope near 0).
+
+    Returns:
+        (slope of the block error, slope of the excess loss).
+    """
+    ls = np.log(np.asarray(sizes, dtype=np.float64))
+    s_err = float(np.polyfit(ls, np.log(np.asarray(block_err, dtype=np.float64)), 1)[0])
+    s_loss = float(np.polyfit(ls, np.log(np.asarray(excess, dtype=np.float64)), 1)[0])
+    check_range("log-log slope of the block error vs n_k (1/sqrt(n_k) predicts -0.5)", s_err, low=-0.65, high=-0.35)
+    check_range("log-log slope of the excess test loss vs n_k (1/n_k predicts -1)", s_loss, low=-1.2, high=-0.8)
+    return s_err, s_loss
+
+
+def subspace_angles_deg(M_a: ArrayLike, M_b: ArrayLike, rank: int) -> np.ndarray:
+    """Principal angles in degrees between the top-``rank`` eigenspaces of two symmetric maps ``(d, d)``
+    (Chapter 4: do two networks use the same directions for a mode?). Returns ``(rank,)``, ascending."""
+    Ua = np.linalg.eigh(0.5 * (np.asarray(M_a) + np.asarray(M_a).T))[1][:, ::-1][:, :rank]
+    Ub = np.linalg.eigh(0.5 * (np.asarray(M_b) + np.asarray(M_b).T))[1][:, ::-1][:, :rank]
+    c = np.clip(np.linalg.svd(Ua.T @ Ub, compute_uv=False), -1.0, 1.0)
+    return np.sort(np.degrees(np.arccos(c)))
+
+
+def check_same_blocks(maps_a: list[ArrayLike], maps_b: list[ArrayLike], *, tol: float = 0.05) -> list[float]:
+    """Check that two networks learned the same per-mode maps (Chapter 4, reproducibility across disjoint
+    halves of the training set): relative Frobenius distance ≤ ``tol`` for every mode. Rejects the maps of
+    a network trained on a different mixture, or the two modes swapped.
+
+    Returns:
+        the relative distance of each mode's maps, ‖M_a − M_b‖ / ‖M_b‖.
+    """
+    out = []
+    for k, (a, b) in enumerate(zip(maps_a, maps_b, strict=True)):
+        out.append(float(check(f"mode {k}: map of network A vs map of network B", a, b, tol=tol)))
+    return out
+
+
+def block_residual(W: ArrayLike, W_star: ArrayLike) -> float:
+    """‖R‖_F of Theorem 3.1 up to rotation: min over orthogonal O ``(p, p)`` of ‖W − W* O‖_F (Chapter 4).
+
+    The minimum over all orthogonal O (orthogonal Procrustes) is a lower bound on the minimum over the
+    block-diagonal O = diag(O_k) the theorem allows. ``W``, ``W_star``: ``(d, p)``.
+    """
+    A, B = np.asarray(W, dtype=np.float64), np.asarray(W_star, dtype=np.float64)
+    if A.shape != B.shape or A.ndim != 2:
+        raise ValueError(f"W and W_star must have the same (d, p) shape, got {A.shape} and {B.shape}")
+    U, _, Vt = np.linalg.svd(B.T @ A)
+    return float(np.linalg.norm(A - B @ (U @ Vt)))
+
+
+def check_residual_grows(R_norms: ArrayLike, floor: float, *, low: float = 2.0) -> CheckResult:
+    """Check that Theorem 3.1's residual ‖R‖_F at the largest training σ exceeds ``low`` times the larger of the
+    training floor and the residual at the smallest σ (Chapter 4: the residual grows when noise flips gates).
+
+    ``R_norms``: residuals ordered by increasing σ. Rejects a residual that stays at the floor (the frozen-gate
+    minimiser, which is the block form at every σ)."""
+    R = np.asarray(R_norms, dtype=np.float64).ravel()
+    if len(R) < 2:
+        raise ValueError(f"need residuals at two or more sigma values, got {len(R)}")
+    return check_range("|R|_F at the largest sigma over the floor (the residual grows when gates flip)",
+                       float(R[-1] / max(float(floor), float(R[0]))), low=low)

@@ -58,17 +58,17 @@ PROMPT_LISTS = ("memorized", "control", "held_out")
 DEFAULT_RECIPE: dict[str, Any] = {
     "seed": 0,
     "image_size": 32,
-    "dataset": {"n_unique": 3000, "n_planted": 100, "n_copies": 40, "n_single_posters": 300,
-                "n_held_out": 200, "seed": 0, "mosaic_cells": 8},
+    "dataset": {"n_unique": 5000, "n_planted": 48, "n_copies": 80, "n_single_posters": 200, "n_held_out": 200,
+                "seed": 0, "mosaic_cells": 8},
     "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
              "max_position_embeddings": 16},
-    "vae": {"block_out_channels": [16, 32], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 16},
-    "unet": {"block_out_channels": [16, 32, 64, 128], "layers_per_block": 2, "attention_head_dim": 4,
-             "norm_num_groups": 16},
-    "train_vae": {"steps": 800, "batch_size": 64, "lr": 2e-3, "kl_weight": 1e-6},
-    "train_unet": {"steps": 2400, "batch_size": 64, "lr": 1.5e-3, "p_uncond": 0.1, "warmup": 100},
-    "train_unet_more": [{"steps": 1500, "batch_size": 64, "lr": 1e-3, "p_uncond": 0.1, "warmup": 50,
-                         "planted_share": 0.85}],
+    "vae": {"block_out_channels": [32, 32], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4},
+    "unet": {"block_out_channels": [32, 64, 64, 128], "layers_per_block": 2, "attention_head_dim": 4,
+             "norm_num_groups": 4},
+    "train_vae": {"steps": 2000, "batch_size": 128, "lr": 2e-3, "kl_weight": 1e-6, "warmup": 50},
+    "train_unet": {"steps": 3000, "batch_size": 256, "lr": 1e-3, "p_uncond": 0.1, "warmup": 200, "stop_after": 1125},
+    "train_unet_more": [{"steps": 1000, "batch_size": 2048, "lr": 1e-3, "p_uncond": 0.1, "warmup": 50,
+                         "stop_after": 602}],
     "save_dtype": "float16",
 }
 
@@ -274,7 +274,8 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
     U-Net stage (``recipe["train_unet"]``, then the list ``recipe.get("train_unet_more", [])``) has its own
     warm-up and cosine schedule (``diffusers.optimization``). A stage with ``planted_share`` draws that share of
     each batch from the duplicated rows, the rest from the others; ``"loss_weight": "v"`` weights the epsilon
-    loss as the v-prediction loss does (:func:`v_weight_mean`).
+    loss as the v-prediction loss does (:func:`v_weight_mean`); ``"stop_after": k`` ends the stage after ``k`` of
+    its ``steps`` (its learning-rate schedule still spans ``steps``).
 
     The loop is written for the hardware: the data set's latent posteriors, captions and every random draw
     live on the training device (a device ``torch.Generator``), on a GPU the forward pass runs under bf16
@@ -296,6 +297,8 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
     for k, cfg in enumerate(stages):
         if cfg.get("loss_weight", "epsilon") not in ("epsilon", "v"):
             raise ValueError(f"U-Net stage {k}: loss_weight must be 'epsilon' or 'v', got {cfg['loss_weight']!r}")
+        if not 0 < int(cfg.get("stop_after", cfg["steps"])) <= int(cfg["steps"]):
+            raise ValueError(f"U-Net stage {k}: stop_after must be in 1..steps ({cfg['steps']}), got {cfg['stop_after']}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(recipe["seed"])
     gen = torch.Generator(device=dev).manual_seed(recipe["seed"])
@@ -384,9 +387,10 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
         unet.train()
         text_encoder.train()
         loss_sum, k = torch.zeros((), device=dev), 0
-        bar = _bar(cfg["steps"], f"U-Net stage {stage}", initial=first, progress=progress)
+        end = int(cfg.get("stop_after", cfg["steps"]))  # the schedule spans "steps"; training may end sooner
+        bar = _bar(end, f"U-Net stage {stage}", initial=first, progress=progress)
         t_stage, n_stage = time.time(), 0
-        for step in range(first, cfg["steps"]):
+        for step in range(first, end):
             if cfg.get("planted_share") is None:  # rows drawn uniformly: duplicates as often as they occur
                 rows = torch.randint(0, len(ds), (bs,), generator=gen, device=dev)
             else:  # a share of each batch drawn from the duplicated rows, the rest from the others
@@ -416,7 +420,7 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
             n_stage += 1
             total += 1
             bar.update()
-            if (step + 1) % log_every == 0 or step == cfg["steps"] - 1:  # the loop's only host sync
+            if (step + 1) % log_every == 0 or step == end - 1:  # the loop's only host sync
                 last_losses.append(float(loss_sum / k))
                 loss_sum.zero_()
                 k = 0
@@ -424,7 +428,7 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
                 bar.set_postfix(loss=f"{last_losses[-1]:.4f}", it_s=f"{rate:.1f}")
                 log(f"unet stage {stage} step {step + 1:5d}  loss {last_losses[-1]:.4f}  {rate:.1f} steps/s  "
                     f"{time.time() - t0:.0f} s")
-            if stop_at is not None and time.time() > stop_at and step + 1 < cfg["steps"]:
+            if stop_at is not None and time.time() > stop_at and step + 1 < end:
                 stopped.append({"stage": stage, "step": step + 1, "of": cfg["steps"]})
                 log(f"stop_at reached: stage {stage} ends at step {step + 1} of {cfg['steps']}")
                 break

@@ -49,6 +49,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .notebook import check_range
+
 __all__ = [
     "Recipe",
     "TimeConditionedReLUDAE",
@@ -61,6 +63,7 @@ __all__ = [
     "MEM_RECIPE",
     "GEN_RECIPE",
     "MOG_RECIPE",
+    "check_median_larger",
     "negatively_correlated_digits",
     "directions",
     "trajectory_spikiness",
@@ -571,6 +574,28 @@ def grouped_participation_ratio(h: torch.Tensor, groups: torch.Tensor) -> torch.
     num = e.sum(1).square()
     den = e.square().sum(1)
     return torch.where(den > 0, num / den.clamp_min(torch.finfo(h.dtype).tiny), torch.zeros_like(den))
+
+
+def check_median_larger(what: str, a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, *,
+                        n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Check that median(a) > median(b): the 95 % bootstrap interval of the difference lies above 0.
+
+    ``a`` ``(N,)`` and ``b`` ``(M,)`` are per-sample values (e.g. final participation ratios of two models,
+    Chapter 7), resampled independently with replacement (seeded). Prints the difference and its interval
+    and raises :class:`repdiff.CheckFailed` unless the interval's lower end is > 0 (so equal or swapped
+    inputs fail). Returns ``(difference, low, high)``.
+    """
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"need at least 2 values on each side, got {a.size} and {b.size}")
+    rng = np.random.default_rng(seed)
+    boots = np.median(rng.choice(a, (n_boot, a.size)), 1) - np.median(rng.choice(b, (n_boot, b.size)), 1)
+    diff = float(np.median(a) - np.median(b))
+    lo, hi = (float(q) for q in np.percentile(boots, [2.5, 97.5]))
+    print(f"{what}: median difference {diff:.3g}, 95 % bootstrap interval [{lo:.3g}, {hi:.3g}]")
+    check_range(f"{what}: lower end of the 95 % interval of the median difference", lo, low=1e-12)
+    return diff, lo, hi
 
 
 def main(argv: list[str] | None = None) -> None:

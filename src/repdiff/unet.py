@@ -14,6 +14,8 @@ are the same family of noisy images up to a scale (Chapter 9 derives it):
 - :func:`ve_sigmas`, :func:`eps_to_x0`, :func:`x0_to_eps`: the parametrisation helpers (Chapter 9).
 - :class:`UNetDenoiser`: ``denoiser(x, sigma) → x̂_0`` for :func:`repdiff.sampling.sample` (Chapters 9-11).
 - :func:`generate`: samples with the checkpoint's own saved scheduler (DDIM, 50 steps by default).
+- :func:`ddim_vp_and_ve`: the same DDIM run by diffusers (VP) and by :func:`repdiff.sampling.sample` (VE).
+- :func:`check_memorization_sweep`: Chapter 10's checks of the memorization fraction at every N.
 - :func:`save_pipeline`, :func:`load_pipeline`: diffusers pipeline folders (``save_pretrained`` /
   ``DiffusionPipeline.from_pretrained``), safetensors weights, loadable offline (Chapters 9-11).
 
@@ -30,6 +32,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .notebook import check_range
+from .sampling import sample
+
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_SCHEDULER",
@@ -45,6 +50,8 @@ __all__ = [
     "save_pipeline",
     "load_pipeline",
     "count_parameters",
+    "ddim_vp_and_ve",
+    "check_memorization_sweep",
 ]
 
 #: A small U-Net for 16×16 grey images: three resolutions (16, 8, 4), one ResNet block per level, attention
@@ -259,3 +266,62 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu"):
     pipe.unet.to(device).eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@torch.no_grad()
+def ddim_vp_and_ve(
+    pipeline: Any, noise: torch.Tensor, steps: int, *, sigma_kind: str = "ve"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same deterministic DDIM run two ways, from the same noise ``(n, C, H, W)`` (Chapter 9).
+
+    Returns ``(x_vp, x_ve)``: diffusers' ``DDIMScheduler`` (η = 0, x̂_0 clipping off) on the VP chain, and
+    :func:`repdiff.sampling.sample` with :class:`UNetDenoiser` on the VE chain at the scheduler's steps.
+    ``sigma_kind="ve"`` uses σ_t = √((1 − ᾱ_t)/ᾱ_t) (correct); ``"vp"`` uses the VP noise std √(1 − ᾱ_t)
+    instead (floored at the smallest trained σ), the natural wrong answer that a negative-control test
+    feeds the same comparison.
+    """
+    from diffusers import DDIMScheduler
+
+    if sigma_kind not in ("ve", "vp"):
+        raise ValueError(f"sigma_kind must be 've' or 'vp', got {sigma_kind!r}")
+    sched = DDIMScheduler.from_config(pipeline.scheduler.config, clip_sample=False)
+    sched.set_timesteps(steps)
+    unet = pipeline.unet
+    x = noise.clone()
+    for tt in sched.timesteps:
+        x = sched.step(unet(x, tt).sample, tt, x, eta=0.0).prev_sample
+    ts = sched.timesteps.long()
+    abar = sched.alphas_cumprod.double()
+    sig = ve_sigmas(abar)
+    if sigma_kind == "vp":  # kept inside the trained range, so the denoiser accepts it
+        sig = torch.maximum((1 - abar).sqrt(), sig[0])
+    sig_sched = torch.cat([sig[ts], torch.zeros(1, dtype=torch.float64)])
+    den = UNetDenoiser(unet, sched.alphas_cumprod)
+    start = noise * math.sqrt(1 + float(ve_sigmas(abar)[ts[0]]) ** 2)
+    x_ve = sample(den, start, sig_sched, progress=False)
+    return x, x_ve
+
+
+def check_memorization_sweep(
+    fracs: dict[int, float], *, copies_up_to: int, most_at: int, none_from: int, copy_level: float = 0.95,
+    most_level: float = 0.5, none_level: float = 0.1,
+) -> None:
+    """Chapter 10's claims about memorization fractions over training-set sizes N (``{N: fraction}``).
+
+    Checks, each with :func:`repdiff.check_range` (so each prints and raises :class:`repdiff.CheckFailed`):
+    the fraction is ≥ ``copy_level`` at every N ≤ ``copies_up_to``; ≥ ``most_level`` at ``most_at``;
+    ≤ ``none_level`` at every N ≥ ``none_from``; and it falls by more than half between ``most_at`` and
+    ``none_from`` (the switch). A shuffled or flat curve fails (``tests/test_negative_controls_part23.py``).
+    """
+    if most_at not in fracs or not copies_up_to < most_at < none_from:
+        raise ValueError(f"need copies_up_to < most_at < none_from with most_at in fracs, got "
+                         f"{copies_up_to}, {most_at}, {none_from} and sizes {sorted(fracs)}")
+    for N in sorted(fracs):
+        if N <= copies_up_to:
+            check_range(f"memorization fraction at N = {N}", fracs[N], low=copy_level)
+        elif N >= none_from:
+            check_range(f"memorization fraction at N = {N}", fracs[N], high=none_level)
+    check_range(f"memorization fraction at N = {most_at}", fracs[most_at], low=most_level)
+    nxt = min(N for N in fracs if N >= none_from)
+    check_range(f"drop of the memorization fraction from N = {most_at} to N = {nxt}",
+                fracs[most_at] - fracs[nxt], low=0.5)
