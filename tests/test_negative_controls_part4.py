@@ -184,3 +184,17 @@ def test_ch12_median_ratio_check_rejects_equal_groups():
     with pytest.raises(repdiff.CheckFailed):
         repdiff.check_range("median NN ratio: planted-title minus held-out generations",
                             float(np.median(a) - np.median(b)), high=-0.1)
+
+
+def test_ch14_overlap_check_rejects_a_separating_sweep():
+    """Chapter 14's check "the slope intervals overlap" fails for a sweep that shows the paper's contrast
+    (held-out samples move, copies do not)."""
+    rng = np.random.default_rng(0)
+    a = [0.0, 0.2, 0.3, 0.5]
+    held = np.outer(a, rng.uniform(0.2, 0.4, 40)) + rng.normal(0, 0.01, (4, 40))
+    cop = rng.normal(0, 0.01, (4, 40))
+    r = steering.steering_result(a, held, cop, np.ones((4, 40), bool))
+    assert r.separated and r.moved
+    with pytest.raises(repdiff.CheckFailed):
+        repdiff.check_range("copies' upper 95 % bound minus held-out lower bound (the slope intervals overlap)",
+                            r.copies_hi - r.heldout_lo, low=0.0)

@@ -401,8 +401,9 @@ class SteeringResult:
     ``*_slope`` are mean per-prompt slopes of the attribute against ``a`` with 95 % bootstrap bounds
     ``*_lo``/``*_hi``; ``ratio`` = held-out slope / |copies' slope|; ``n`` prompts per group (the smaller
     group); ``a_change`` the smallest strength at which the held-out samples' mean attribute change has a
-    95 % interval that excludes 0 (the largest strength if none does); ``copies_kept`` the share of the copies
-    that are still copies there; ``separated`` whether the two slope intervals are apart.
+    95 % interval that excludes 0 (the largest strength if none does; ``moved`` says whether one does);
+    ``copies_kept`` the share of the copies that are still copies there; ``separated`` whether the two slope
+    intervals are apart.
     """
 
     ratio: float
@@ -414,6 +415,7 @@ class SteeringResult:
     copies_hi: float
     n: int
     a_change: float
+    moved: bool
     copies_kept: float
     separated: bool
 
@@ -436,16 +438,17 @@ def steering_result(a_values: Sequence[float], held_attr: np.ndarray, copies_att
     held, cop = attribute_slopes(a, held_attr), attribute_slopes(a, copies_attr)
     h_mean, h_lo, h_hi = mean_interval(held, seed=seed)
     c_mean, c_lo, c_hi = mean_interval(cop, seed=seed)
-    k_change = len(a) - 1
+    k_change, moved = len(a) - 1, False
     for k in range(1, len(a)):
         _, lo, hi = mean_interval(np.asarray(held_attr)[k] - np.asarray(held_attr)[0], seed=seed)
         if lo > 0 or hi < 0:
-            k_change = k
+            k_change, moved = k, True
             break
     kept = float(still[k_change].sum() / max(1, still[0].sum()))
     return SteeringResult(ratio=h_mean / max(abs(c_mean), 1e-12), heldout_slope=h_mean, heldout_lo=h_lo,
                           heldout_hi=h_hi, copies_slope=c_mean, copies_lo=c_lo, copies_hi=c_hi,
-                          n=int(min(len(held), len(cop))), a_change=float(a[k_change]), copies_kept=kept,
+                          n=int(min(len(held), len(cop))), a_change=float(a[k_change]), moved=moved,
+                          copies_kept=kept,
                           separated=bool(h_lo > c_hi or c_lo > h_hi))
 
 
