@@ -107,5 +107,10 @@ def test_every_glued_name_in_the_prose_is_glued_by_the_code(nb_path):
     used |= set(re.findall(r"```\{glue:figure\}\s+([A-Za-z_]\w*)", markdown))
     static = set(re.findall(r'glue\(\s*"([A-Za-z_]\w*)"', code))
     dynamic = [re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(m)) for m in re.findall(r'glue\(\s*f"([^"]+)"', code)]
+    # repdiff.glue_all("prefix", result) glues prefix_<field> for every field of the result
+    prefixes = re.findall(r'glue_all\(\s*"([A-Za-z_]\w*)"', code)
+    dynamic += [re.escape(m) + r"_\w+" for m in prefixes]
+    dynamic += [re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(m)) + r"_\w+"
+                for m in re.findall(r'glue_all\(\s*f"([^"]+)"', code)]
     missing = sorted(u for u in used if u not in static and not any(re.fullmatch(d, u) for d in dynamic))
     assert not missing, f"{nb_path.name}: the prose uses glue names that no code cell glues: {missing}"
