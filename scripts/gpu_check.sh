@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# SD v1.4's architecture (random weights: nothing is downloaded) in fp16 at 512x512 through Part IV's GPU path:
+# generation, the paper's detector, Wen et al.'s score and the authors' steering, with the batch sizes
+# repdiff.sd_hub picks for a free 15 GB Colab T4. Prints seconds and peak GPU memory per stage and exits
+# non-zero if a stage fails or needs more than a T4 has. About 2-3 minutes on one GPU.
+#
+#   bash scripts/gpu_check.sh                      # on a GPU machine
+#   bash scripts/gpu_check.sh --json out.json      # also write the numbers to a file
+#   bash scripts/gpu_check.sh --cpu-small          # the same stages, tiny, on a CPU (wiring only, < 1 min)
+#
+# Needs python with torch and transformers. If diffusers is missing, it is installed (no network, no
+# dependencies) from the wheels in .whl/ at the repository root, into .whl/site (nothing else is touched).
+# PYTHON=/path/to/python picks the interpreter (default: .venv/bin/python if present, else python3).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TQDM_DISABLE=1
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=$(command -v python3 || command -v python); fi
+fi
+echo "== python: $PYTHON ($("$PYTHON" --version 2>&1))"
+if [ -d .whl/site ]; then export PYTHONPATH="$PYTHONPATH:$PWD/.whl/site"; fi
+if ! "$PYTHON" -c "import diffusers" 2>/dev/null; then
+  shopt -s nullglob
+  wheels=(.whl/*.whl)
+  shopt -u nullglob
+  if [ ${#wheels[@]} -eq 0 ]; then
+    echo "gpu_check: diffusers is not installed and there are no wheels in .whl/ to install it from" >&2
+    exit 2
+  fi
+  echo "== installing ${wheels[*]} into .whl/site (no index, no dependencies)"
+  "$PYTHON" -m pip install --quiet --no-index --no-deps --upgrade --target .whl/site "${wheels[@]}"
+  case ":$PYTHONPATH:" in *":$PWD/.whl/site:"*) ;; *) export PYTHONPATH="$PYTHONPATH:$PWD/.whl/site" ;; esac
+  "$PYTHON" -c "import diffusers; print('== diffusers', diffusers.__version__, 'from', diffusers.__file__)"
+fi
+if [[ " $* " != *" --cpu-small "* ]] && command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader || true
+fi
+exec "$PYTHON" -m repdiff.sd_gpu_check "$@"
