@@ -271,10 +271,14 @@ def test_chunked_concept_vectors_are_the_mean_over_all_references(pipe):
     for site in ref:
         torch.testing.assert_close(whole[site], ref[site])
     parts = sd_gpu_check.api_concept_vectors(pipe, imgs, "a", batch_size=3)
-    a = steering.concept_vectors(pipe, imgs[:3], "a", steering.STEERING_SITES, t=10, seed=0)
-    b = steering.concept_vectors(pipe, imgs[3:], "a", steering.STEERING_SITES, t=10, seed=1)
+    if sd_gpu_check._accepts(steering.concept_vectors, "batch_size"):  # it bounds its own batches: passed through
+        expected = steering.concept_vectors(pipe, imgs, "a", steering.STEERING_SITES, t=10, batch_size=3)
+    else:
+        a = steering.concept_vectors(pipe, imgs[:3], "a", steering.STEERING_SITES, t=10, seed=0)
+        b = steering.concept_vectors(pipe, imgs[3:], "a", steering.STEERING_SITES, t=10, seed=1)
+        expected = {site: (3 * a[site] + 2 * b[site]) / 5 for site in a}
     for site in ref:
-        torch.testing.assert_close(parts[site], (3 * a[site] + 2 * b[site]) / 5)
+        torch.testing.assert_close(parts[site], expected[site])
 
 
 def test_estimate_run_times_a_pass(pipe):
@@ -383,3 +387,23 @@ def test_over_budget():
          sd_gpu_check.StageResult("c")]  # a CPU stage: no figures
     assert sd_gpu_check.over_budget(r, 4.0) == ["b"]
     assert sd_gpu_check.over_budget(r, 1.5) == ["a", "b"]
+
+
+def test_a_lost_connection_is_hub_unavailable(monkeypatch):
+    """A download that fails after the hub answered says so clearly (not a bare OSError deep in the hub client)."""
+    from diffusers import StableDiffusionPipeline
+
+    def offline(cls, *args, **kwargs):
+        raise OSError("Connection reset by peer")
+
+    monkeypatch.setattr(sd_hub, "require_gpu_and_hub", lambda **kw: None)
+    monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", classmethod(offline))
+    with pytest.raises(sd_hub.HubUnavailable, match="could not download .*resume"):
+        sd_hub.load_sd14("cpu", verbose=False)
+
+    def bug(cls, *args, **kwargs):
+        raise TypeError("a bug, not the network")
+
+    monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", classmethod(bug))
+    with pytest.raises(TypeError, match="a bug"):
+        sd_hub.load_sd14("cpu", verbose=False)

@@ -403,8 +403,10 @@ def main(argv: list[str] | None = None) -> int:
             print("gpu_check: no CUDA GPU is visible (use --cpu-small to check the wiring on a CPU)", file=sys.stderr)
             return 2
         settings, device = GPU, torch.device("cuda")
-        if not args.keep_flash and hasattr(torch.backends.cuda, "enable_flash_sdp"):
-            torch.backends.cuda.enable_flash_sdp(False)
+        if not args.keep_flash:  # a T4 (sm75) has neither flash nor cuDNN attention: use the kernel it runs
+            for switch in ("enable_flash_sdp", "enable_cudnn_sdp"):
+                if hasattr(torch.backends.cuda, switch):
+                    getattr(torch.backends.cuda, switch)(False)
     torch.manual_seed(args.seed)
     env = _environment(device)
     print("environment:", json.dumps(env), flush=True)
@@ -424,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"environment": env, "settings": asdict(settings), "total_seconds": total,
                                          "budget_bytes": budget, "over_budget": over, "failed": failed,
-                                         "missing": missing, "stages": [asdict(r) for r in results]}, indent=1))
+                                         "missing": missing, "stages": [asdict(r) for r in results]},
+                                        indent=1, default=float))
     problems = ([f"stage failed: {n}" for n in failed] + [f"over the {args.budget_gib:.2f} GiB budget: {n}"
                                                           for n in over] + [f"did not run: {n}" for n in missing])
     if problems:

@@ -170,8 +170,14 @@ def load_sd14(device: str = "cuda", dtype: torch.dtype = torch.float16, *, model
     if verbose:
         print(f"loading {model_id} ({dtype}, variant={variant}): about {_sd14_download_gb(dtype, variant):.1f} GB "
               "the first time, then from the local cache")
-    pipe = StableDiffusionPipeline.from_pretrained(str(model_id), safety_checker=None, requires_safety_checker=False,
-                                                   **kwargs)
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(str(model_id), safety_checker=None,
+                                                       requires_safety_checker=False, **kwargs)
+    except Exception as e:
+        if local or not _is_network_error(e):
+            raise
+        raise HubUnavailable(f"could not download {model_id} from the Hugging Face hub ({type(e).__name__}: {e}); "
+                             "run the cell again to resume the download") from e
     wrong = {name: getattr(pipe, name).dtype for name in ("unet", "vae", "text_encoder")
              if getattr(pipe, name).dtype != dtype}
     if wrong:
@@ -183,6 +189,14 @@ def load_sd14(device: str = "cuda", dtype: torch.dtype = torch.float16, *, model
         raise ValueError(f"scheduler must be 'ddim' or 'default', got {scheduler!r}")
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _is_network_error(e: BaseException) -> bool:
+    """True for the errors a lost connection raises while downloading (OS-level, ``requests``, ``httpx``, hub)."""
+    if isinstance(e, (OSError, ConnectionError, TimeoutError)):
+        return True
+    return any(type(x).__module__.split(".")[0] in ("requests", "httpx", "urllib3", "huggingface_hub")
+               for x in type(e).__mro__)
 
 
 def _sd14_download_gb(dtype: torch.dtype, variant: str | None) -> float:
