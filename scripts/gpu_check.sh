@@ -8,8 +8,9 @@
 #   bash scripts/gpu_check.sh --json out.json      # also write the numbers to a file
 #   bash scripts/gpu_check.sh --cpu-small          # the same stages, tiny, on a CPU (wiring only, < 1 min)
 #
-# Needs python with torch and transformers. If diffusers is missing, it is installed (no network, no
-# dependencies) from the wheels in .whl/ at the repository root, into .whl/site (nothing else is touched).
+# Needs python with torch, numpy, tqdm and transformers (not the course's other packages: scripts/gpu_check.py
+# imports only what the check uses). If diffusers or Pillow is missing, the wheels in .whl/ at the repository root
+# are installed (no network, no dependencies) into .whl/site (nothing else is touched).
 # PYTHON=/path/to/python picks the interpreter (default: .venv/bin/python if present, else python3).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,12 +22,12 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 echo "== python: $PYTHON ($("$PYTHON" --version 2>&1))"
 if [ -d .whl/site ]; then export PYTHONPATH="$PYTHONPATH:$PWD/.whl/site"; fi
-if ! "$PYTHON" -c "import diffusers" 2>/dev/null; then
+if ! "$PYTHON" -c "import diffusers, PIL" 2>/dev/null; then
   shopt -s nullglob
   wheels=(.whl/*.whl)
   shopt -u nullglob
   if [ ${#wheels[@]} -eq 0 ]; then
-    echo "gpu_check: diffusers is not installed and there are no wheels in .whl/ to install it from" >&2
+    echo "gpu_check: diffusers (or Pillow) is not installed and there are no wheels in .whl/ to install it from" >&2
     exit 2
   fi
   echo "== installing ${wheels[*]} into .whl/site (no index, no dependencies)"
@@ -34,7 +35,11 @@ if ! "$PYTHON" -c "import diffusers" 2>/dev/null; then
   case ":$PYTHONPATH:" in *":$PWD/.whl/site:"*) ;; *) export PYTHONPATH="$PYTHONPATH:$PWD/.whl/site" ;; esac
   "$PYTHON" -c "import diffusers; print('== diffusers', diffusers.__version__, 'from', diffusers.__file__)"
 fi
+"$PYTHON" -c "import torch, transformers, diffusers
+print('== torch', torch.__version__, '| transformers', transformers.__version__, '| diffusers', diffusers.__version__,
+      '| cuda', torch.cuda.is_available())"
 if [[ " $* " != *" --cpu-small "* ]] && command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader || true
 fi
-exec "$PYTHON" -m repdiff.sd_gpu_check "$@"
+# scripts/gpu_check.py imports only the modules the check needs (not repdiff/__init__.py: no matplotlib etc.)
+exec "$PYTHON" scripts/gpu_check.py "$@"

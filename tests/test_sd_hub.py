@@ -407,3 +407,20 @@ def test_a_lost_connection_is_hub_unavailable(monkeypatch):
     monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", classmethod(bug))
     with pytest.raises(TypeError, match="a bug"):
         sd_hub.load_sd14("cpu", verbose=False)
+
+
+def test_gpu_check_launcher_needs_only_the_check_modules():
+    """scripts/gpu_check.py loads the check without repdiff/__init__.py: a bare GPU image lacks matplotlib etc."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; sys.path.insert(0, 'scripts'); import gpu_check; gpu_check.light_import(); "
+            "import repdiff.sd_gpu_check; "
+            "print(sorted(m for m in ('matplotlib', 'sklearn', 'ipywidgets', 'repdiff.plotting') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    bad = subprocess.run([sys.executable, "scripts/gpu_check.py", "--no-such-flag"], cwd=root, capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "--cpu-small" in bad.stderr
