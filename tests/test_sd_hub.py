@@ -424,3 +424,17 @@ def test_gpu_check_launcher_needs_only_the_check_modules():
     bad = subprocess.run([sys.executable, "scripts/gpu_check.py", "--no-such-flag"], cwd=root, capture_output=True,
                          text=True)
     assert bad.returncode != 0 and "--cpu-small" in bad.stderr
+
+
+def test_sd14_configs_give_sd14_parameter_counts():
+    """U-Net, VAE and CLIP text encoder built from the configs (on the meta device: no memory, no download)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    with torch.device("meta"):
+        parts = {"unet": UNet2DConditionModel.from_config(sd_hub.sd14_unet_config()),
+                 "vae": AutoencoderKL.from_config(sd_hub.sd14_vae_config()),
+                 "text_encoder": CLIPTextModel(CLIPTextConfig(**sd_hub.sd14_text_config()))}
+    counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
+    assert counts == sd_hub.SD14_PARAMETERS
+    assert 2.0 < sd_hub._sd14_download_gb(torch.float16, "fp16") < 2.2  # fp16 weights without the safety checker

@@ -40,6 +40,7 @@ __all__ = [
     "SD14_ID",
     "MEMORIZED_URL",
     "NON_MEMORIZED_DATASET",
+    "SD14_PARAMETERS",
     "T4_BYTES",
     "PER_ITEM_BYTES",
     "HubUnavailable",
@@ -98,8 +99,9 @@ def require_gpu_and_hub(*, need_gpu: bool = True, check_hub: Callable[[], bool] 
         problems.append("the Hugging Face hub cannot be reached (network off, or HF_HUB_OFFLINE is set)")
     if problems:
         raise HubUnavailable(
-            "The Stable Diffusion v1.4 path needs a GPU and the Hugging Face hub (about 2.7 GB of fp16 weights "
-            "and the public prompt lists are downloaded at run time): " + "; ".join(problems) + ". "
+            f"The Stable Diffusion v1.4 path needs a GPU and the Hugging Face hub (about "
+            f"{_sd14_download_gb(torch.float16, 'fp16'):.1f} GB of fp16 weights and the public prompt lists are "
+            "downloaded at run time): " + "; ".join(problems) + ". "
             "Everything in this chapter also runs offline on the course's tiny model (repdiff.tiny_sd)."
         )
 
@@ -127,7 +129,8 @@ def diffusers_version() -> tuple[int, ...]:
 
 
 #: the first diffusers release whose ``from_pretrained`` takes ``dtype=`` (huggingface/diffusers#14205); older
-#: releases take ``torch_dtype=`` and silently ignore ``dtype=`` (the model then loads in fp32)
+#: releases take ``torch_dtype=`` and ignore ``dtype=`` with only a log line (diffusers 0.39.0 then loads the
+#: U-Net and the VAE in fp32: tried on a saved tiny pipeline)
 DTYPE_KEYWORD_SINCE = (0, 42)
 
 
@@ -191,6 +194,11 @@ def load_sd14(device: str = "cuda", dtype: torch.dtype = torch.float16, *, model
     return pipe.to(device)
 
 
+#: parameters of SD v1.4's parts, as built from :func:`sd14_unet_config`, :func:`sd14_vae_config` and
+#: :func:`sd14_text_config` (the test counts them again)
+SD14_PARAMETERS = {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480}
+
+
 def _is_network_error(e: BaseException) -> bool:
     """True for the errors a lost connection raises while downloading (OS-level, ``requests``, ``httpx``, hub)."""
     if isinstance(e, (OSError, ConnectionError, TimeoutError)):
@@ -201,7 +209,7 @@ def _is_network_error(e: BaseException) -> bool:
 
 def _sd14_download_gb(dtype: torch.dtype, variant: str | None) -> float:
     """Approximate size of SD v1.4's U-Net, VAE and text encoder weights (GB): parameters × bytes per value."""
-    n_params = 859.5e6 + 83.7e6 + 123.1e6  # U-Net, VAE, CLIP ViT-L/14 text encoder (random_sd14_pipeline counts)
+    n_params = sum(SD14_PARAMETERS.values())
     return n_params * (2 if variant == "fp16" or dtype in (torch.float16, torch.bfloat16) else 4) / 1e9
 
 
