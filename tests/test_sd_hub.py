@@ -350,8 +350,8 @@ def test_gpu_check_cpu_small_passes(tmp_path, capsys):
     out = tmp_path / "check.json"
     assert sd_gpu_check.main(["--cpu-small", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert [s["name"] for s in res["stages"]] == ["build", "probe", "estimate", "generate", "pipeline", "detector",
-                                                   "wen", "concept", "steering"]
+    assert [s["name"] for s in res["stages"]] == ["build", "load", "probe", "estimate", "generate", "pipeline",
+                                                   "detector", "wen", "concept", "steering"]
     assert all(not s["error"] for s in res["stages"]) and not res["failed"]
     assert "GPU CHECK PASSED" in capsys.readouterr().out
 

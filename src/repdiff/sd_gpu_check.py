@@ -4,6 +4,8 @@
 (:func:`repdiff.sd_hub.random_sd14_pipeline`, nothing downloaded) in fp16 at 512×512, through every GPU stage the
 chapters' Colab cells run, each with the batch sizes :func:`repdiff.sd_hub.t4_batch_sizes` picks for a 15 GB T4:
 
+0. ``build`` and ``load``: the random pipeline is saved in the hub's layout (``fp16`` variant) and read back
+   with :func:`repdiff.sd_hub.load_sd14`, the loader the Colab cells use, on this machine's libraries.
 1. ``probe``: one U-Net batch, one VAE encode and one VAE decode at those sizes; the memory per item is compared
    with :data:`repdiff.sd_hub.PER_ITEM_BYTES` (what the batch sizes are planned from).
 2. ``estimate``: :func:`repdiff.sd_hub.estimate_run` (what a Colab run prints before it starts).
@@ -221,6 +223,25 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
     pipe = state.get("pipe")
     if pipe is None:
         return r.results
+    def load(res: StageResult) -> None:
+        """The Colab loader on this machine's libraries: save in the hub's layout (fp16 variant), load, compare."""
+        import shutil
+
+        folder = Path(tempfile.mkdtemp(prefix="sd14_random_"))
+        try:
+            variant = "fp16" if dtype == torch.float16 else None  # what load_sd14 asks for by default
+            pipe.save_pretrained(folder, variant=variant)
+            loaded = sd_hub.load_sd14(str(device), dtype, model_id=folder, verbose=False)
+            for name in ("unet", "vae", "text_encoder"):
+                a, b = next(getattr(pipe, name).parameters()), next(getattr(loaded, name).parameters())
+                _expect(b.dtype == dtype and torch.equal(a, b), f"{name} reloaded as {b.dtype}, or other weights")
+            res.note = (f"load_sd14 (diffusers {'.'.join(map(str, sd_hub.diffusers_version()))}, "
+                        f"{sd_hub.dtype_keyword()}=..., variant {variant}) read the saved weights back in {dtype}")
+            del loaded
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    r.stage("load", load)
     cap_free = None if device.type == "cuda" or not s.small else 2**40  # CPU: the cap decides
     sizes = sd_hub.t4_batch_sizes(pipe, s.size, s.size, cap=s.batch_cap, free_bytes=cap_free)
     state["sizes"] = sizes
@@ -265,6 +286,7 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
         est = sd_hub.estimate_run(pipe, len(prompts), steps=s.steps, batch_size=sizes["generate"], verbose=verbose)
         _expect(np.isfinite(est["seconds"]) and est["seconds"] > 0, f"estimate {est}")
         res.info = est
+        state["estimate"] = est["seconds"]
         res.note = f"predicts {est['seconds']:.1f} s for the generate stage"
 
     r.stage("estimate", estimate, batch=f"{sizes['generate']} prompts")
@@ -278,6 +300,8 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
         state["images"] = g.images
         res.info = {"seconds_per_sample": g.seconds_per_sample}
         res.note = f"{len(prompts)} prompts x {s.steps} steps, {g.seconds_per_sample:.2f} s per image"
+        if "estimate" in state:
+            res.note += f" (estimate: {state['estimate']:.1f} s in all)"
 
     r.stage("generate", generate, batch=f"{sizes['generate']} prompts (U-Net {2 * sizes['generate']})")
     images = state.get("images")
@@ -417,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget_gib * 2**30
     over = over_budget(results, budget) if device.type == "cuda" else []
     failed = [r.name for r in results if not r.ok]
-    expected = ["build", "probe", "estimate", "generate", "pipeline", "detector", "wen", "concept", "steering"]
+    expected = ["build", "load", "probe", "estimate", "generate", "pipeline", "detector", "wen", "concept", "steering"]
     missing = [n for n in expected if n not in {r.name for r in results}]
     print("\n" + _table(results))
     print(f"total {total:.1f} s; budget {args.budget_gib:.2f} GiB per stage"
