@@ -31,7 +31,11 @@ if ! "$PYTHON" -c "import diffusers, PIL" 2>/dev/null; then
     exit 2
   fi
   echo "== installing ${wheels[*]} into .whl/site (no index, no dependencies)"
-  "$PYTHON" -m pip install --quiet --no-index --no-deps --upgrade --target .whl/site "${wheels[@]}"
+  if "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    "$PYTHON" -m pip install --quiet --no-index --no-deps --upgrade --target .whl/site "${wheels[@]}"
+  else  # no pip: a wheel is a zip archive of the package
+    "$PYTHON" -c "import sys, zipfile; [zipfile.ZipFile(w).extractall('.whl/site') for w in sys.argv[1:]]" "${wheels[@]}"
+  fi
   case ":$PYTHONPATH:" in *":$PWD/.whl/site:"*) ;; *) export PYTHONPATH="$PYTHONPATH:$PWD/.whl/site" ;; esac
   "$PYTHON" -c "import diffusers; print('== diffusers', diffusers.__version__, 'from', diffusers.__file__)"
 fi

@@ -269,9 +269,10 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
                 run(n)
                 if device.type == "cuda":
                     per[kind] = (torch.cuda.max_memory_allocated(device) - base) / n
+        res.info = {"t4_batch_sizes": sizes}
         if per:
             planned = {k: sd_hub.PER_ITEM_BYTES[k] * s.size**2 / 512**2 * torch.finfo(dtype).bits / 16 for k in per}
-            res.info = {"bytes_per_item": per, "planned_bytes_per_item": planned}
+            res.info.update(bytes_per_item=per, planned_bytes_per_item=planned)
             res.note = "per item: " + ", ".join(
                 f"{k} {per[k] / 2**20:.0f} MiB (planned {planned[k] / 2**20:.0f})" for k in per)
             over = [k for k in per if per[k] > planned[k]]
