@@ -19,6 +19,18 @@
   hold SD v1.4's configurations, and :func:`random_sd14_pipeline` builds the full architecture with random weights
   (no download): the representation code is tested offline on it, and ``scripts/gpu_check.sh`` measures its
   memory and time on a GPU (:mod:`repdiff.sd_gpu_check`).
+
+A Colab cell of Chapters 13-14 (every batch bounded for a T4, the cost printed first, a disconnect resumes)::
+
+    sd = sd_hub.load_sd14()                         # fp16 variant, dtype checked, DDIM, no safety checker
+    bs = sd_hub.t4_batch_sizes(sd)                  # {"generate": 7, "detect": 8, "wen": 8, "encode": 8, ...}
+    cache = "/content/drive/MyDrive/repdiff_sd14"   # or ~/repdiff_sd14_cache
+    sd_hub.estimate_run(sd, len(prompts), steps=50, batch_size=bs["generate"])   # "about N min, M GiB"
+    gen = sd_hub.pipeline_batch_generator(sd, steps=50, guidance=7.5)
+    X = torch.from_numpy(sd_hub.generate_cached_batches(gen, prompts, cache, tag="mem", seed=0,
+                                                        batch_size=bs["generate"]))        # [-1, 1]
+    S = sd_hub.cached_array(f"{cache}/std_mem.npy", lambda: detection.detector_scores(
+        sd, X, batch_size=bs["detect"], value_range=(-1, 1))[0])
 """
 
 from __future__ import annotations
