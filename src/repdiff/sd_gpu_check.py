@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -223,10 +224,9 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
     pipe = state.get("pipe")
     if pipe is None:
         return r.results
+
     def load(res: StageResult) -> None:
         """The Colab loader on this machine's libraries: save in the hub's layout (fp16 variant), load, compare."""
-        import shutil
-
         folder = Path(tempfile.mkdtemp(prefix="sd14_random_"))
         try:
             variant = "fp16" if dtype == torch.float16 else None  # what load_sd14 asks for by default
@@ -249,7 +249,7 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
         print(f"   batch sizes for a T4 at {s.size}²: {sizes}", flush=True)
 
     def probe(res: StageResult) -> None:
-        lat = s.size // 8 if not s.small else pipe.unet.config.sample_size
+        lat = pipe.unet.config.sample_size  # 64 for 512² images
         base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
         per: dict[str, float] = {}
         with torch.no_grad():
