@@ -10,7 +10,8 @@
 #
 # Needs python with torch, numpy, tqdm and transformers (not the course's other packages: scripts/gpu_check.py
 # imports only what the check uses). If diffusers or Pillow is missing, the wheels in .whl/ at the repository root
-# are installed (no network, no dependencies) into .whl/site (nothing else is touched).
+# are installed (no network, no dependencies) into .whl/site (nothing else is touched), then those in .whl/extra/
+# if the imports still fail.
 # PYTHON=/path/to/python picks the interpreter (default: .venv/bin/python if present, else python3).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,14 +23,14 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 echo "== python: $PYTHON ($("$PYTHON" --version 2>&1))"
 if [ -d .whl/site ]; then export PYTHONPATH="$PYTHONPATH:$PWD/.whl/site"; fi
-if ! "$PYTHON" -c "import diffusers, PIL" 2>/dev/null; then
+# what the check imports (diffusers imports lazily: a missing dependency only shows on these imports)
+NEEDS="import PIL; from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer"
+install_wheels() {  # install_wheels DIR: the wheels in DIR into .whl/site, offline, without dependencies
   shopt -s nullglob
-  wheels=(.whl/*.whl)
+  local wheels=("$1"/*.whl)
   shopt -u nullglob
-  if [ ${#wheels[@]} -eq 0 ]; then
-    echo "gpu_check: diffusers (or Pillow) is not installed and there are no wheels in .whl/ to install it from" >&2
-    exit 2
-  fi
+  if [ ${#wheels[@]} -eq 0 ]; then return 1; fi
   echo "== installing ${wheels[*]} into .whl/site (no index, no dependencies)"
   if "$PYTHON" -m pip --version >/dev/null 2>&1; then
     "$PYTHON" -m pip install --quiet --no-index --no-deps --upgrade --target .whl/site "${wheels[@]}"
@@ -37,7 +38,16 @@ if ! "$PYTHON" -c "import diffusers, PIL" 2>/dev/null; then
     "$PYTHON" -c "import sys, zipfile; [zipfile.ZipFile(w).extractall('.whl/site') for w in sys.argv[1:]]" "${wheels[@]}"
   fi
   case ":$PYTHONPATH:" in *":$PWD/.whl/site:"*) ;; *) export PYTHONPATH="$PYTHONPATH:$PWD/.whl/site" ;; esac
-  "$PYTHON" -c "import diffusers; print('== diffusers', diffusers.__version__, 'from', diffusers.__file__)"
+}
+# .whl/*.whl first (diffusers, and Pillow if the image lacks it); .whl/extra/*.whl (e.g. a newer huggingface_hub)
+# only if the imports still fail, so that the image's own packages are kept where they work
+if ! "$PYTHON" -c "$NEEDS" 2>/dev/null; then
+  if ! install_wheels .whl; then
+    echo "gpu_check: diffusers (or Pillow) is missing and there are no wheels in .whl/ to install it from" >&2
+    exit 2
+  fi
+  if ! "$PYTHON" -c "$NEEDS" 2>/dev/null && install_wheels .whl/extra; then :; fi
+  "$PYTHON" -c "$NEEDS" || { echo "gpu_check: the imports above fail even with the wheels of .whl/" >&2; exit 2; }
 fi
 "$PYTHON" -c "import torch, transformers, diffusers
 print('== torch', torch.__version__, '| transformers', transformers.__version__, '| diffusers', diffusers.__version__,
