@@ -23,7 +23,7 @@
 A Colab cell of Chapters 13-14 (every batch bounded for a T4, the cost printed first, a disconnect resumes)::
 
     sd = sd_hub.load_sd14()                         # fp16 variant, dtype checked, DDIM, no safety checker
-    bs = sd_hub.t4_batch_sizes(sd)                  # {"generate": 7, "detect": 8, "wen": 8, "encode": 8, ...}
+    bs = sd_hub.t4_batch_sizes(sd)                  # {"generate": ..., "detect": ..., "wen": ..., "encode": ...}
     cache = "/content/drive/MyDrive/repdiff_sd14"   # or ~/repdiff_sd14_cache
     sd_hub.estimate_run(sd, len(prompts), steps=50, batch_size=bs["generate"])   # "about N min, M GiB"
     gen = sd_hub.pipeline_batch_generator(sd, steps=50, guidance=7.5)
