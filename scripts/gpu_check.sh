@@ -49,11 +49,9 @@ if ! "$PYTHON" -c "$NEEDS" 2>/dev/null; then
   if ! "$PYTHON" -c "$NEEDS" 2>/dev/null && install_wheels .whl/extra; then :; fi
   "$PYTHON" -c "$NEEDS" || { echo "gpu_check: the imports above fail even with the wheels of .whl/" >&2; exit 2; }
 fi
-"$PYTHON" -c "import torch, transformers, diffusers
-print('== torch', torch.__version__, '| transformers', transformers.__version__, '| diffusers', diffusers.__version__,
-      '| cuda', torch.cuda.is_available())"
 if [[ " $* " != *" --cpu-small "* ]] && command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader || true
 fi
-# scripts/gpu_check.py imports only the modules the check needs (not repdiff/__init__.py: no matplotlib etc.)
+# scripts/gpu_check.py imports only the modules the check needs (not repdiff/__init__.py: no matplotlib etc.);
+# its first line gives the versions of python, torch, transformers and diffusers
 exec "$PYTHON" scripts/gpu_check.py "$@"
