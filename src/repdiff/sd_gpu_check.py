@@ -366,13 +366,19 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
         v = state.get("vectors")
         _expect(v is not None, "no steering vectors (the concept stage failed)")
         outs = []
+        b = sizes["generate"]
         for a in s.strengths:
-            with api_steer(pipe.unet, v, a, start=s.steer_window[0], stop=s.steer_window[1]) as st:
-                g = api_generate(pipe, STEER_PROMPTS, steps=s.steer_steps, guidance=s.steer_guidance, seed=seed + 2025,
-                                 batch_size=sizes["generate"])
-            _expect(st["calls"] == s.steer_steps, f"{st['calls']} U-Net calls counted for {s.steer_steps} steps")
-            _finite(g.images, f"images steered with a = {a}")
-            outs.append(g.images)
+            parts = []
+            # one steering context per batch: steer() counts U-Net calls from its start, so a second batch in the
+            # same context would fall outside the step window
+            for i in range(0, len(STEER_PROMPTS), b):
+                with api_steer(pipe.unet, v, a, start=s.steer_window[0], stop=s.steer_window[1]) as st:
+                    g = api_generate(pipe, STEER_PROMPTS[i:i + b], steps=s.steer_steps, guidance=s.steer_guidance,
+                                     seed=seed + 2025 + i, batch_size=b)
+                _expect(st["calls"] == s.steer_steps, f"{st['calls']} U-Net calls counted for {s.steer_steps} steps")
+                parts.append(g.images)
+            outs.append(torch.cat(parts))
+            _finite(outs[-1], f"images steered with a = {a}")
         change = steering.pixel_change(outs)  # (K, P) RMS change from a = 0
         _expect(bool((change[1:] > 0).all()), f"steering changed nothing: RMS change {change.tolist()}")
         res.info = {"rms_change": change.tolist()}
