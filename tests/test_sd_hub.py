@@ -221,6 +221,10 @@ def pipe():
     return tiny_random_sd_pipeline()
 
 
+def _image_size(pipe) -> int:
+    return pipe.unet.config.sample_size * 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+
+
 @contextmanager
 def batch_sizes_seen(pipe):
     """Record the batch size of every U-Net call and VAE encode/decode call."""
@@ -249,7 +253,7 @@ def batch_sizes_seen(pipe):
 
 def test_gpu_check_layer_bounds_every_batch(pipe):
     """The calls of the chapters' API that gpu_check (and Colab) make stay within the batch size they are given."""
-    imgs = torch.rand(5, 3, 32, 32) * 2 - 1
+    imgs = torch.rand(5, 3, _image_size(pipe), _image_size(pipe)) * 2 - 1
     with batch_sizes_seen(pipe) as seen:
         s, _ = sd_gpu_check.api_detect(pipe, imgs, batch_size=2)
     assert len(s) == 5 and seen == {"unet": [2, 2, 1], "encode": [2, 2, 1], "decode": []}
@@ -265,7 +269,7 @@ def test_gpu_check_layer_bounds_every_batch(pipe):
 def test_chunked_concept_vectors_are_the_mean_over_all_references(pipe):
     """Chunking changes only which posterior/noise sample each reference gets, not what is averaged: with one chunk
     the layer gives exactly concept_vectors; with chunks, the size-weighted mean of the chunks' vectors."""
-    imgs = torch.rand(5, 3, 32, 32) * 2 - 1
+    imgs = torch.rand(5, 3, _image_size(pipe), _image_size(pipe)) * 2 - 1
     whole = sd_gpu_check.api_concept_vectors(pipe, imgs, "a", batch_size=5)
     ref = steering.concept_vectors(pipe, imgs, "a", steering.STEERING_SITES, t=10, seed=0)
     for site in ref:
@@ -320,7 +324,7 @@ def test_pipeline_batch_generator_one_seed_per_prompt(pipe, tmp_path):
     gen = sd_hub.pipeline_batch_generator(pipe, steps=2, guidance=7.5)
     both = gen(["a red circle", "a blue square"], [3, 4])
     alone = gen(["a blue square"], [4])
-    assert both.shape == (2, 32, 32, 3) and 0 <= both.min() and both.max() <= 1
+    assert both.shape == (2, _image_size(pipe), _image_size(pipe), 3) and 0 <= both.min() and both.max() <= 1
     np.testing.assert_allclose(both[1], alone[0], atol=1e-4)
     assert np.abs(both[0] - both[1]).max() > 1e-3
 
