@@ -89,3 +89,31 @@ def test_plot_steering_sweep():
     plt.close(fig)
     with pytest.raises(ValueError, match="one entry per strength"):
         repdiff.plotting.plot_steering_sweep(a, attr, attr, [2], ims, attribute_label="x")
+
+
+def test_setup_cell_in_colab_names_the_url_when_the_clone_fails(tmp_path):
+    """In (faked) Colab without repdiff, a clone that fails stops with the URL it tried and where to set it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import stamp_notebooks
+
+    bogus = (tmp_path / "no-such-repo").as_uri()  # a local URL: fails offline, at once
+    head = stamp_notebooks.SETUP_HEAD.format(repo=bogus).replace("/content/course", str(tmp_path / "course"))
+    assert head.count(str(tmp_path / "course")) >= 2  # the clone target and the install path were both moved
+    script = tmp_path / "setup_cell.py"
+    script.write_text(
+        "import importlib.util, sys, types\n"
+        "_real = importlib.util.find_spec\n"  # repdiff missing, google.colab present: the Colab path
+        "importlib.util.find_spec = lambda name, *a: (None if name == 'repdiff' else "
+        "types.SimpleNamespace(name=name) if name == 'google.colab' else _real(name, *a))\n"
+        + head.replace("import repdiff\n", "")
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "RuntimeError: git could not clone the course code from " + bogus in result.stderr, result.stderr
+    assert "_config.yml (repository.url)" in result.stderr and "python tools/stamp_notebooks.py" in result.stderr
+    assert "CalledProcessError" not in result.stderr
+    assert not (tmp_path / "course").exists()  # nothing was installed from a half-made clone

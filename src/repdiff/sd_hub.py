@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._compat import check_pipeline_dtype, diffusers_dtype_kwargs
+
 __all__ = [
     "SD14_ID",
     "MEMORIZED_URL",
@@ -81,8 +83,9 @@ def load_sd14(device: str = "cuda", dtype: torch.dtype = torch.float16):
     require_gpu_and_hub(need_gpu=(device != "cpu"))
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(SD14_ID, dtype=dtype, safety_checker=None,
+    pipe = StableDiffusionPipeline.from_pretrained(SD14_ID, **diffusers_dtype_kwargs(dtype), safety_checker=None,
                                                    requires_safety_checker=False)
+    check_pipeline_dtype(pipe, dtype)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

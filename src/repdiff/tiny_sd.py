@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from . import captioned
+from ._compat import check_pipeline_dtype, diffusers_dtype_kwargs
 from .paths import data_path
 
 __all__ = [
@@ -434,9 +435,10 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     try:
         from diffusers import StableDiffusionPipeline
 
-        pipe = StableDiffusionPipeline.from_pretrained(path, dtype=dtype, safety_checker=None,
+        pipe = StableDiffusionPipeline.from_pretrained(path, **diffusers_dtype_kwargs(dtype), safety_checker=None,
                                                        feature_extractor=None, requires_safety_checker=False,
                                                        local_files_only=True)
+        check_pipeline_dtype(pipe, dtype)
     finally:
         dlogging.set_verbosity(verbosity[0])
         tlogging.set_verbosity(verbosity[1])
