@@ -307,6 +307,7 @@ def train(
         "finished": finished,
         "final_loss": state["loss_curve"][-1][1] if state["loss_curve"] else float("nan"),
         "loss_curve": state["loss_curve"],
+        "lr_curve": state["lr_curve"],
         "wall_time_s": round(state["wall_time_s"], 2),
         "images_per_s": round(state["step"] * cfg["batch_size"] / max(state["wall_time_s"], 1e-9), 1),
         "sessions": state["sessions"],
