@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Write one self-contained otter-grader autograder zip per assignment into DIR (default: dist/assignments):
+# Write one self-contained otter-grader autograder zip per assignment into DIR (default: dist/assignments),
+# with the solutions notebook DIR/<name>-solutions.ipynb to test it with (both private):
 # DIR/<name>-autograder.zip carries a wheel of the course package, the data its tests load, and pinned
 # requirements (torch as its CPU build). Upload it to Gradescope, or grade with `otter run -a ZIP nb.ipynb`.
 # Leaves assignments/student/ as it is (`python tools/build_assignments.py` refreshes it).

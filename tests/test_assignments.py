@@ -81,7 +81,8 @@ def test_build_outputs_and_no_solutions_leak(built):
     assert "grader.check(" in student_src
     for test_file in out["tests"].glob("*.py"):
         assert "hidden=True" not in test_file.read_text(), f"{test_file.name}: hidden test in the student's copy"
-    checks = sorted(re.findall(r'grader\.check\("(\w+)"\)', student_src))
+    code = "\n".join("".join(c["source"]) for c in _cells(out["student"]) if c["cell_type"] == "code")
+    checks = sorted(re.findall(r'grader\.check\("(\w+)"\)', code))
     graded = sorted(p.stem for p in out["tests"].glob("q*.py"))
     assert checks == graded, f"check cells {checks} vs public tests {graded}"
 

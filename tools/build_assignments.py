@@ -5,6 +5,7 @@ Not part of the course package (students never need it); instructors and CI run 
     python tools/build_assignments.py               # rebuild every assignment, refresh assignments/student/
     python tools/build_assignments.py --check       # exit 1 if assignments/student/ is out of date
     python tools/build_assignments.py --dist DIR    # also write DIR/<name>-autograder.zip (Gradescope, otter run)
+                                                    # and DIR/<name>-solutions.ipynb (to test an autograder)
     bash scripts/build_assignments.sh DIR           # the same as --dist DIR, with the course environment
 
 Every build runs ``otter assign --no-pdfs`` on a scratch copy of a master notebook
@@ -302,7 +303,8 @@ def sync_students(
 
     The student folder holds exactly the student notebook (outputs stripped) and its public ``tests/``:
     what a student needs, in Colab or a clone. Hidden tests and solutions never go there. With ``dist``,
-    ``dist/<name>-autograder.zip`` is written too; ``students=False`` leaves ``assignments/student/`` alone.
+    ``dist/<name>-autograder.zip`` and ``dist/<name>-solutions.ipynb`` are written too; ``students=False``
+    leaves ``assignments/student/`` alone.
 
     Returns:
         the list of problems found (``check=True``); empty when everything is up to date or was written.
@@ -318,7 +320,10 @@ def sync_students(
                 Path(dist).mkdir(parents=True, exist_ok=True)
                 target_zip = Path(dist) / f"{master.stem}-autograder.zip"
                 shutil.copy2(built["zip"], target_zip)
-                log(f"{master.stem}: wrote {target_zip} ({target_zip.stat().st_size / 1e6:.1f} MB)")
+                # the solutions, to test an uploaded autograder with (private, like the zip)
+                shutil.copy2(built["autograder"] / master.name, Path(dist) / f"{master.stem}-solutions.ipynb")
+                log(f"{master.stem}: wrote {target_zip} ({target_zip.stat().st_size / 1e6:.1f} MB) and "
+                    f"{master.stem}-solutions.ipynb")
             if not students and not check:
                 continue
             _strip_notebook(built["student"])
