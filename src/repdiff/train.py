@@ -1,7 +1,8 @@
 """Train a small diffusers U-Net from a JSON recipe: ``python -m repdiff.train <recipe.json> [...]`` (Chapter 9).
 
 The same command runs on a CPU, one GPU, or several (``accelerate launch -m repdiff.train <recipe>``), through
-Hugging Face Accelerate. What a run does:
+Hugging Face Accelerate; several CPU processes start with ``torchrun --nproc_per_node N -m repdiff.train <recipe>``
+(``accelerate launch --cpu`` needs MPI for that). What a run does:
 
 - loads the exact training tensor of the recipe's ``data`` entry (:func:`repdiff.datasets.load_dataset`);
 - trains a ``UNet2DModel`` (:func:`repdiff.unet.build_unet`) on the standard DDPM objective: draw a step t and
