@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -47,6 +46,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ._compat import DTYPE_KEYWORD_SINCE, _parse_version, diffusers_version, dtype_keyword  # noqa: F401
 
 __all__ = [
     "SD14_ID",
@@ -118,40 +119,6 @@ def require_gpu_and_hub(*, need_gpu: bool = True, check_hub: Callable[[], bool] 
         )
 
 
-def _parse_version(text: str) -> tuple[int, ...]:
-    """``"0.42.1"`` → ``(0, 42, 1)``; pre-release and local tags are dropped (``"0.43.0.dev0"`` → ``(0, 43, 0)``)."""
-    parts = []
-    for piece in text.split("+")[0].split("."):
-        m = re.match(r"\d+", piece)
-        if m is None:
-            break
-        parts.append(int(m.group()))
-        if m.end() < len(piece):  # "0rc1": the release number ends here
-            break
-    if not parts:
-        raise ValueError(f"not a version: {text!r}")
-    return tuple(parts)
-
-
-def diffusers_version() -> tuple[int, ...]:
-    """The installed diffusers' version as a tuple, e.g. ``(0, 39, 0)`` in Colab today."""
-    import diffusers
-
-    return _parse_version(diffusers.__version__)
-
-
-#: the first diffusers release whose ``from_pretrained`` takes ``dtype=`` (huggingface/diffusers#14205); older
-#: releases take ``torch_dtype=`` and ignore ``dtype=`` with only a log line (diffusers 0.39.0 then loads the
-#: U-Net and the VAE in fp32: tried on a saved tiny pipeline)
-DTYPE_KEYWORD_SINCE = (0, 42)
-
-
-def dtype_keyword(version: tuple[int, ...] | None = None) -> str:
-    """``"dtype"`` for diffusers ≥ 0.42, ``"torch_dtype"`` before (0.42 still accepts it, with a deprecation)."""
-    v = diffusers_version() if version is None else tuple(version)
-    return "dtype" if v >= DTYPE_KEYWORD_SINCE else "torch_dtype"
-
-
 def load_sd14(device: str = "cuda", dtype: torch.dtype = torch.float16, *, model_id: str | Path = SD14_ID,
               variant: str | None = "auto", scheduler: str = "ddim", verbose: bool = True):
     """``CompVis/stable-diffusion-v1-4`` in fp16 with a DDIM scheduler and the safety checker off.
@@ -179,7 +146,7 @@ def load_sd14(device: str = "cuda", dtype: torch.dtype = torch.float16, *, model
 
     if variant == "auto":
         variant = "fp16" if dtype == torch.float16 else None
-    kwargs: dict[str, Any] = {dtype_keyword(): dtype}
+    kwargs: dict[str, Any] = {dtype_keyword(diffusers_version()): dtype}
     if variant is not None:
         kwargs["variant"] = variant
     if verbose:
