@@ -1,5 +1,9 @@
 """load_dataset and the offline/online loaders of Part III, tested offline on tiny files in the real formats."""
 
+import gzip
+import io
+import tarfile
+
 import numpy as np
 import pytest
 import torch
@@ -61,7 +65,7 @@ def test_mnist_reader_on_a_tiny_local_file(tmp_path):
 def test_cifar10_reader_on_a_tiny_local_batch(tmp_path):
     rng = np.random.default_rng(1)
     imgs = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
-    datasets.write_cifar10_batch(tmp_path / "cifar-10-batches-py" / "data_batch_1", imgs)
+    datasets.write_cifar10_batch(tmp_path / "cifar-10-batches-bin" / "data_batch_1.bin", imgs)
     x = load_dataset({"name": "cifar10", "root": str(tmp_path), "n": 5})
     assert x.shape == (5, 3, 32, 32)
     np.testing.assert_allclose(x.permute(0, 2, 3, 1).numpy(), imgs / 127.5 - 1, atol=1e-6)
@@ -97,3 +101,137 @@ def test_unknown_names_and_keys_raise():
         load_dataset({"name": "procedural"})
     with pytest.raises(ValueError):
         load_dataset({"name": "digits", "n": 1797, "offset": 1})
+
+
+# ------------------------------------------------------------------ downloads: pinned checksums, no unpickling
+def _serve(tmp_path, name, data):
+    """A local "mirror" holding one file; returns its file:// base URL (urllib fetches it like https)."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir(exist_ok=True)
+    (mirror / name).write_bytes(data)
+    return mirror.as_uri() + "/"
+
+
+def _idx_gz(imgs):
+    n, h, w = imgs.shape
+    return gzip.compress(np.array([0x803, n, h, w], dtype=">u4").tobytes() + imgs.tobytes(), mtime=0)
+
+
+def _cifar_tar_gz(batches):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in batches.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _md5(data):
+    import hashlib
+
+    return hashlib.md5(data).hexdigest()
+
+
+def test_checksum_table_pins_the_published_md5s():
+    assert datasets.CHECKSUMS["train-images-idx3-ubyte.gz"] == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
+    assert datasets.CHECKSUMS["t10k-images-idx3-ubyte.gz"] == "9fb629c4189551a2d022fa330f9573f3"
+    assert datasets.CHECKSUMS["cifar-10-binary.tar.gz"] == "c32a1d4ab5d03f1284b67883e8d87530"
+    assert datasets.CIFAR10_URL.endswith("/cifar-10-binary.tar.gz")
+    assert all(len(v) == 32 for v in datasets.CHECKSUMS.values())
+
+
+def test_mnist_download_is_verified_then_loads(tmp_path, monkeypatch):
+    imgs = np.random.default_rng(2).integers(0, 256, size=(6, 28, 28), dtype=np.uint8)
+    files = {"train-images-idx3-ubyte.gz": _idx_gz(imgs), "t10k-images-idx3-ubyte.gz": _idx_gz(imgs[:3])}
+    for name, data in files.items():
+        url = _serve(tmp_path, name, data)
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ("file:///nonexistent-mirror/", url))
+    monkeypatch.setitem(datasets.CHECKSUMS, "train-images-idx3-ubyte.gz", _md5(files["train-images-idx3-ubyte.gz"]))
+    monkeypatch.setitem(datasets.CHECKSUMS, "t10k-images-idx3-ubyte.gz", _md5(files["t10k-images-idx3-ubyte.gz"]))
+    root = tmp_path / "data"
+    x = load_dataset({"name": "mnist", "root": str(root), "n": 6, "download": True})
+    np.testing.assert_allclose(x.numpy()[:, 0], imgs / 127.5 - 1, atol=1e-6)
+    assert sorted(p.name for p in root.iterdir()) == sorted(files)  # no .part file left
+
+
+def test_mnist_tampered_download_raises_and_keeps_nothing(tmp_path, monkeypatch):
+    imgs = np.zeros((2, 28, 28), dtype=np.uint8)
+    good = _idx_gz(imgs)
+    imgs[0, 0, 0] = 1  # one changed pixel
+    url = _serve(tmp_path, "train-images-idx3-ubyte.gz", _idx_gz(imgs))
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", (url,))
+    monkeypatch.setitem(datasets.CHECKSUMS, "train-images-idx3-ubyte.gz", _md5(good))
+    root = tmp_path / "data"
+    with pytest.raises(datasets.ChecksumMismatch, match=f"train-images-idx3-ubyte.gz.*expected {_md5(good)}"):
+        load_dataset({"name": "mnist", "root": str(root), "n": 2, "download": True})
+    assert not any(root.iterdir())  # neither the file nor its .part was kept
+    with pytest.raises(DatasetNotAvailable):  # and the loader does not find one afterwards
+        load_dataset({"name": "mnist", "root": str(root), "n": 2})
+
+
+def test_the_real_checksum_table_rejects_a_file_that_is_not_the_published_one(tmp_path, monkeypatch):
+    url = _serve(tmp_path, "train-images-idx3-ubyte.gz", _idx_gz(np.zeros((1, 28, 28), dtype=np.uint8)))
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", (url,))
+    with pytest.raises(datasets.ChecksumMismatch, match="expected f68b3c2dcbeaaa9fbdd348bbdeb94873"):
+        datasets.download_mnist(tmp_path / "data")
+
+
+def test_fetch_refuses_a_file_with_no_pinned_checksum(tmp_path):
+    url = _serve(tmp_path, "other.bin", b"x")
+    with pytest.raises(ValueError, match="no pinned checksum"):
+        datasets._fetch(url + "other.bin", tmp_path / "other.bin")
+
+
+def test_cifar10_binary_release_is_verified_unpacked_and_read(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    train, test = (rng.integers(0, 256, size=(k, 32, 32, 3), dtype=np.uint8) for k in (4, 2))
+    labels = np.array([0, 9, 3, 1])
+    batches = {}
+    for name, imgs, lab in (("data_batch_1.bin", train, labels), ("test_batch.bin", test, None)):
+        batches[name] = datasets.write_cifar10_batch(tmp_path / "src" / name, imgs, lab).read_bytes()
+    rec = np.frombuffer(batches["data_batch_1.bin"], dtype=np.uint8).reshape(4, 3073)
+    np.testing.assert_array_equal(rec[:, 0], labels)  # the format: label byte, then R, G, B planes
+    np.testing.assert_array_equal(rec[1, 1:1025].reshape(32, 32), train[1, :, :, 0])
+    archive = _cifar_tar_gz(batches)
+    monkeypatch.setattr(datasets, "CIFAR10_URL", _serve(tmp_path, "c.tar.gz", archive) + "c.tar.gz")
+    monkeypatch.setitem(datasets.CHECKSUMS, "cifar-10-binary.tar.gz", _md5(archive))
+    root = tmp_path / "data"
+    x = load_dataset({"name": "cifar10", "root": str(root), "n": 4, "download": True})
+    np.testing.assert_allclose(x.permute(0, 2, 3, 1).numpy(), train / 127.5 - 1, atol=1e-6)
+    x = load_dataset({"name": "cifar10", "root": str(root), "split": "test"})
+    np.testing.assert_allclose(x.permute(0, 2, 3, 1).numpy(), test / 127.5 - 1, atol=1e-6)
+    assert sorted(p.name for p in (root / "cifar-10-batches-bin").iterdir()) == sorted(batches)
+    assert not (root / "cifar-10-binary.tar.gz").exists()
+
+
+def test_cifar10_tampered_archive_raises_and_keeps_nothing(tmp_path, monkeypatch):
+    imgs = np.zeros((1, 32, 32, 3), dtype=np.uint8)
+    good = _cifar_tar_gz({"data_batch_1.bin": datasets.write_cifar10_batch(tmp_path / "a.bin", imgs).read_bytes()})
+    imgs[0, 0, 0, 0] = 7
+    bad = _cifar_tar_gz({"data_batch_1.bin": datasets.write_cifar10_batch(tmp_path / "b.bin", imgs).read_bytes()})
+    monkeypatch.setattr(datasets, "CIFAR10_URL", _serve(tmp_path, "c.tar.gz", bad) + "c.tar.gz")
+    monkeypatch.setitem(datasets.CHECKSUMS, "cifar-10-binary.tar.gz", _md5(good))
+    root = tmp_path / "data"
+    msg = f"cifar-10-binary.tar.gz.*MD5 {_md5(bad)}, expected {_md5(good)}"
+    with pytest.raises(datasets.ChecksumMismatch, match=msg):
+        datasets.download_cifar10(root)
+    assert not any(root.iterdir())
+
+
+def test_cifar10_reader_rejects_files_that_are_not_binary_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    (folder / "data_batch_1.bin").write_bytes(b"\x80\x04" + bytes(3000))  # e.g. a pickle: not whole records
+    with pytest.raises(ValueError, match="not whole CIFAR-10 records"):
+        datasets.read_cifar10_batches(folder)
+    (folder / "data_batch_1.bin").write_bytes(bytes([10]) + bytes(3072))
+    with pytest.raises(ValueError, match="label byte 10"):
+        datasets.read_cifar10_batches(folder)
+
+
+def test_no_unpickling_in_the_loaders():
+    import inspect
+
+    src = inspect.getsource(datasets)
+    assert "pickle" not in src.replace("unpickled", "").replace("unpickling", "")

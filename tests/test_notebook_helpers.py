@@ -1,9 +1,15 @@
 """The helpers every chapter uses: checks, glue, device, seeds, data paths, the figure style."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import tomllib
 import torch
+from packaging.requirements import Requirement
 
 import repdiff
 from repdiff.notebook import CheckFailed, check, check_range, get_device, glue, seed_everything
@@ -90,6 +96,48 @@ def test_plot_steering_sweep():
     with pytest.raises(ValueError, match="one entry per strength"):
         repdiff.plotting.plot_steering_sweep(a, attr, attr, [2], ims, attribute_label="x")
 
+
+def test_setup_cell_in_colab_names_the_url_when_the_clone_fails(tmp_path):
+    """In (faked) Colab without repdiff, a clone that fails stops with the URL it tried and where to set it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import stamp_notebooks
+
+    bogus = (tmp_path / "no-such-repo").as_uri()  # a local URL: fails offline, at once
+    head = stamp_notebooks.SETUP_HEAD.format(repo=bogus).replace("/content/course", str(tmp_path / "course"))
+    assert head.count(str(tmp_path / "course")) >= 2  # the clone target and the install path were both moved
+    script = tmp_path / "setup_cell.py"
+    script.write_text(
+        "import importlib.util, sys, types\n"
+        "_real = importlib.util.find_spec\n"  # repdiff missing, google.colab present: the Colab path
+        "importlib.util.find_spec = lambda name, *a: (None if name == 'repdiff' else "
+        "types.SimpleNamespace(name=name) if name == 'google.colab' else _real(name, *a))\n"
+        + head.replace("import repdiff\n", "")
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "RuntimeError: git could not clone the course code from " + bogus in result.stderr, result.stderr
+    assert "_config.yml (repository.url)" in result.stderr and "python tools/stamp_notebooks.py" in result.stderr
+    assert "CalledProcessError" not in result.stderr
+    assert not (tmp_path / "course").exists()  # nothing was installed from a half-made clone
+
+
+def test_colab_versions_satisfy_every_requirement_of_the_course():
+    """The setup cell's `pip install -e .[diffusers]` must change no Colab package (scripts/colab_env.sh checks the
+    real install, slowly); here, fast: each of Colab's versions meets pyproject.toml's bound on that package."""
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    colab = {}
+    for line in (root / "scripts" / "colab-versions.txt").read_text().splitlines():
+        if line.split("#")[0].strip():
+            name, ver = line.split("#")[0].strip().split("==")
+            colab[name.lower()] = ver
+    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["diffusers"]]
+    bad = [f"{r} excludes Colab's {r.name} {colab[r.name.lower()]}" for r in reqs
+           if r.name.lower() in colab and not r.specifier.contains(colab[r.name.lower()], prereleases=True)]
+    assert not bad, "; ".join(bad)
+    assert {"ipywidgets", "numpy", "diffusers", "transformers", "torch"} <= {r.name.lower() for r in reqs} & set(colab)
+    ipyw = next(r for r in reqs if r.name == "ipywidgets")
+    assert ipyw.specifier.contains("7.7.1") and ipyw.specifier.contains("8.1.9")  # the explorers work on both
 
 def test_glue_all_glues_every_scalar_field(capsys):
     import dataclasses

@@ -67,7 +67,7 @@ def test_chapter_shape(nb_path):
     assert "remove-cell" in setup.get("metadata", {}).get("tags", []), "the setup cell is hidden on the site"
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    assert re.search(r"\bcheck(_range)?\(", code), "at least one visible numerical check"
+    assert re.search(r"\bcheck(_\w+)?\(", code), "a visible numerical check (a check* of repdiff)"
     assert "{glue:text}" in text or "{glue}" in text, "numbers in prose come from the run"
     assert text.count("{exercise}") >= 2 and "{solution}" in text and ":class: dropdown" in text
     assert "## Summary" in text

@@ -6,6 +6,9 @@ notebook carries two copies that this tool keeps in step with it:
 - the Colab badge in the header cell: ``{colab}/github/{org}/{repo}/blob/{branch}/{path}``;
 - ``REPO_URL = "..."`` in the setup cell (Colab clones the course code from there).
 
+The assignments' notebooks (``assignments/{source,student}/<name>/<name>.ipynb``) start their setup cell with
+the same head, which this tool stamps too (their badges are written by ``python -m repdiff.assignments``).
+
 Usage::
 
     python tools/stamp_notebooks.py          # rewrite the notebooks in place
@@ -39,7 +42,12 @@ if importlib.util.find_spec("repdiff") is None:
     if importlib.util.find_spec("google.colab") is None:
         raise ImportError("repdiff is not installed: run `bash scripts/setup.sh` in the repository root (README)")
     if not os.path.isdir("/content/course"):
-        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/course"], check=True)
+        git = subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/course"],
+                             capture_output=True, text=True)
+        if git.returncode:
+            raise RuntimeError(f"git could not clone the course code from {{REPO_URL}}: {{git.stderr.strip()}}\\n"
+                               "The URL is set in _config.yml (repository.url); after changing it, run "
+                               "`python tools/stamp_notebooks.py` to write it into the notebooks.")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course[diffusers]"], check=True)
     sys.path.insert(0, "/content/course/src")
 import repdiff
@@ -57,6 +65,11 @@ def toc_notebooks() -> list[Path]:
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
 
 
+def assignment_notebooks() -> list[Path]:
+    """The assignments' master and student notebooks, whose setup cells start with the same head."""
+    return sorted(p for p in (ROOT / "assignments").glob("*/*/*.ipynb") if p.stem == p.parent.name)
+
+
 def expected_links(nb_path: Path) -> tuple[str, str]:
     cfg = book_config()
     repo = cfg["repository"]["url"].rstrip("/")
@@ -67,18 +80,33 @@ def expected_links(nb_path: Path) -> tuple[str, str]:
     return repo, f"{colab}/github/{org_repo}/blob/{branch}/{rel}"
 
 
-def stamp(nb_path: Path) -> tuple[dict, list[str]]:
-    """Return the stamped notebook and a list of problems that stamping cannot fix."""
+def stamp(nb_path: Path, chapter: bool = True) -> tuple[dict, list[str]]:
+    """Return the stamped notebook and a list of problems that stamping cannot fix.
+
+    ``chapter=False`` (an assignment's notebook) stamps only the setup cell's head.
+    """
     nb = json.loads(nb_path.read_text())
     repo, colab_link = expected_links(nb_path)
     problems = []
     cells = nb["cells"]
+    if not chapter:
+        _stamp_setup(cells, repo, problems)
+        return nb, problems
     header = "".join(cells[0]["source"]) if cells and cells[0]["cell_type"] == "markdown" else ""
     if BADGE not in header:
         problems.append("first cell must be the markdown header with the Colab badge")
     else:
         new = re.sub(r"\]\(https://colab\.research\.google\.com/github/[^)]*\)", f"]({colab_link})", header)
         cells[0]["source"] = new.splitlines(keepends=True)
+    _stamp_setup(cells, repo, problems)
+    # every chapter runs on the plain "python3" kernel (the one nbval, myst-nb and Colab start)
+    nb["metadata"]["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb["metadata"].pop("jupytext", None)
+    return nb, problems
+
+
+def _stamp_setup(cells: list[dict], repo: str, problems: list[str]) -> None:
+    """Replace the first setup cell's head (up to ``import repdiff``) with :data:`SETUP_HEAD`, in place."""
     setup = [c for c in cells if c["cell_type"] == "code" and "REPO_URL" in "".join(c["source"])]
     if not setup:
         problems.append("no setup cell with REPO_URL")
@@ -92,10 +120,6 @@ def stamp(nb_path: Path) -> tuple[dict, list[str]]:
         tags = c.setdefault("metadata", {}).setdefault("tags", [])
         if "remove-cell" not in tags:
             tags.append("remove-cell")
-    # every chapter runs on the plain "python3" kernel (the one nbval, myst-nb and Colab start)
-    nb["metadata"]["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb["metadata"].pop("jupytext", None)
-    return nb, problems
 
 
 def main() -> int:
@@ -103,8 +127,9 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="report notebooks out of step; change nothing")
     args = parser.parse_args()
     bad = 0
-    for path in toc_notebooks():
-        nb, problems = stamp(path)
+    chapters = toc_notebooks()
+    for path in chapters + assignment_notebooks():
+        nb, problems = stamp(path, chapter=path in chapters)
         stamped = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
         rel = path.relative_to(ROOT)
         if problems:
@@ -113,7 +138,7 @@ def main() -> int:
         elif json.loads(stamped) != json.loads(path.read_text()):
             if args.check:
                 bad += 1
-                print(f"{rel}: Colab link or REPO_URL differs from _config.yml (run tools/stamp_notebooks.py)")
+                print(f"{rel}: setup head, Colab link or REPO_URL out of step (run tools/stamp_notebooks.py)")
             else:
                 path.write_text(stamped)
                 print(f"stamped {rel}")

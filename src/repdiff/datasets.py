@@ -12,22 +12,25 @@ shape ``(N, C, H, W)``, float32. The names it knows:
 - ``"mnist"``: the IDX files ``train-images-idx3-ubyte.gz`` / ``t10k-images-idx3-ubyte.gz`` in ``root``.
   Keys ``n``, ``offset``, ``size`` (28; 14 or any other size resizes), ``split`` (``"train"``/``"test"``),
   ``root``, ``download`` (False).
-- ``"cifar10"``: the python-pickle batches of ``cifar-10-batches-py`` in ``root``. Keys ``n``, ``offset``,
-  ``size`` (32), ``grey`` (False), ``split``, ``root``, ``download``.
+- ``"cifar10"``: the binary release's batches ``cifar-10-batches-bin/*.bin`` in ``root`` (fixed-length records,
+  read with numpy; nothing is unpickled). Keys ``n``, ``offset``, ``size`` (32), ``grey`` (False), ``split``,
+  ``root``, ``download``.
 - ``"celeba"``: a local grey copy (``.npz`` or a hub ``.parquet`` shard) read with
   :func:`repdiff.image_datasets.load_image_file`; with ``download`` it is streamed from the hub first
   (:func:`repdiff.image_datasets.celeba_from_hub`). Keys ``n``, ``offset``, ``size`` (32), ``path``, ``download``.
 
 MNIST, CIFAR-10 and CelebA are for Colab (they need network once); offline, a spec naming one that is not
 on disk fails with a :class:`DatasetNotAvailable` error whose message says how to get it. Downloads use the
-standard library only (``urllib``), imported when called.
+standard library only (``urllib``), imported when called, and every downloaded file is checked against the MD5
+pinned in :data:`CHECKSUMS` before it is saved under its name (a mismatch raises :class:`ChecksumMismatch` and
+keeps nothing), so a file swapped on a mirror is never read.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
-import pickle
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,8 @@ import torch
 
 __all__ = [
     "DatasetNotAvailable",
+    "ChecksumMismatch",
+    "CHECKSUMS",
     "DATASETS",
     "load_dataset",
     "default_root",
@@ -55,11 +60,29 @@ MNIST_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 MNIST_FILES = {"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"}
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_DIR = "cifar-10-batches-bin"
+CIFAR10_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)}
+CIFAR10_RECORD = 1 + 3 * 32 * 32  # one label byte, then the red, green and blue 32×32 planes
+
+# The published MD5 of every file the loaders download. MNIST: the values torchvision.datasets.MNIST pins (the
+# same files on both mirrors); CIFAR-10: the value the data set's page (https://www.cs.toronto.edu/~kriz/cifar.html)
+# publishes for its binary version.
+CHECKSUMS = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    "cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530",
+}
 
 
 class DatasetNotAvailable(FileNotFoundError):
     """A recipe names a data set that is not on disk; the message says how to get it."""
+
+
+class ChecksumMismatch(RuntimeError):
+    """A downloaded file's MD5 differs from the one pinned in :data:`CHECKSUMS` (the file was not kept)."""
 
 
 def default_root(name: str) -> Path:
@@ -99,47 +122,81 @@ def read_idx_images(path: str | Path) -> np.ndarray:
 
 
 def write_cifar10_batch(path: str | Path, images: np.ndarray, labels: np.ndarray | None = None) -> Path:
-    """Write uint8 RGB images ``(n, 32, 32, 3)`` as one CIFAR-10 python-pickle batch (for offline tests)."""
+    """Write uint8 RGB images ``(n, 32, 32, 3)`` as one batch of CIFAR-10's binary release (for offline tests).
+
+    Each record is 3073 bytes: the label (0…9), then the 1024 red, 1024 green and 1024 blue pixels, row by row.
+    """
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 of shape (n, H, W, 3), got {images.dtype} {images.shape}")
-    labels = np.zeros(len(images), dtype=np.int64) if labels is None else np.asarray(labels)
-    batch = {b"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1), b"labels": labels.tolist()}
+    if images.dtype != np.uint8 or images.shape[1:] != (32, 32, 3):
+        raise ValueError(f"images must be uint8 of shape (n, 32, 32, 3), got {images.dtype} {images.shape}")
+    labels = np.zeros(len(images), dtype=np.uint8) if labels is None else np.asarray(labels)
+    if labels.shape != (len(images),) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+        raise ValueError(f"labels must be {len(images)} integers in 0…9, got shape {labels.shape}")
+    records = np.concatenate([labels.astype(np.uint8)[:, None], images.transpose(0, 3, 1, 2).reshape(len(images), -1)],
+                             axis=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        pickle.dump(batch, f)
+    path.write_bytes(records.tobytes())
     return path
 
 
 def read_cifar10_batches(folder: str | Path, split: str = "train") -> np.ndarray:
-    """Read ``data_batch_1..5`` (train) or ``test_batch`` from ``cifar-10-batches-py``: uint8 ``(n, 32, 32, 3)``.
+    """Read ``data_batch_1..5.bin`` (train) or ``test_batch.bin`` of ``cifar-10-batches-bin``: uint8 ``(n, 32, 32, 3)``.
 
-    Train batches that are missing are skipped (the offline tests write only ``data_batch_1``); none at all
-    raises :class:`DatasetNotAvailable`.
+    The binary release is read as raw bytes (3073-byte records: a label byte and 3×32×32 pixel bytes); nothing is
+    unpickled. Train batches that are missing are skipped (the offline tests write only ``data_batch_1.bin``);
+    none at all raises :class:`DatasetNotAvailable`; a file that is not whole records raises ``ValueError``.
     """
     folder = Path(folder)
-    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     parts = []
-    for name in names:
+    for name in CIFAR10_FILES[split]:
         p = folder / name
         if p.is_file():
-            with open(p, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")  # noqa: S301 - the data set's own format
-            parts.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            raw = np.fromfile(p, dtype=np.uint8)
+            if raw.size == 0 or raw.size % CIFAR10_RECORD:
+                raise ValueError(f"{p} holds {raw.size} bytes: not whole CIFAR-10 records of {CIFAR10_RECORD} bytes")
+            records = raw.reshape(-1, CIFAR10_RECORD)
+            if records[:, 0].max() > 9:
+                raise ValueError(f"{p}: label byte {records[:, 0].max()} > 9: not a CIFAR-10 binary batch")
+            parts.append(records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     if not parts:
         raise DatasetNotAvailable(_how_to_get("cifar10", folder))
-    return np.concatenate(parts)
+    return np.ascontiguousarray(np.concatenate(parts))
 
 
 # ------------------------------------------------------------------------------------------------ downloads
+def md5sum(path: str | Path) -> str:
+    """Hex MD5 of a file, read in 1 MiB chunks."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _fetch(url: str, dest: Path) -> Path:
+    """Download ``url`` to ``dest`` if its MD5 is the one :data:`CHECKSUMS` pins for ``dest.name``.
+
+    The file is written to ``dest.part`` first and renamed only once verified; on a mismatch it is deleted and
+    :class:`ChecksumMismatch` names the URL, the expected and the actual MD5. A name with no pinned checksum is
+    refused (``ValueError``) before anything is downloaded.
+    """
     import urllib.request
 
+    if dest.name not in CHECKSUMS:
+        raise ValueError(f"no pinned checksum for {dest.name!r}: only files in repdiff.datasets.CHECKSUMS are fetched")
+    expected = CHECKSUMS[dest.name]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(dest.suffix + ".part")
-    urllib.request.urlretrieve(url, tmp)  # noqa: S310 - fixed https URLs of the public data sets
-    tmp.replace(dest)
+    try:
+        urllib.request.urlretrieve(url, tmp)  # noqa: S310 - fixed https URLs of the public data sets
+        got = md5sum(tmp)
+        if got != expected:
+            raise ChecksumMismatch(f"{dest.name} downloaded from {url} has MD5 {got}, expected {expected} "
+                                   f"(pinned in repdiff.datasets.CHECKSUMS): the file was not kept")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -149,27 +206,49 @@ def download_mnist(root: str | Path | None = None) -> Path:
     for fname in MNIST_FILES.values():
         if (root / fname).is_file():
             continue
-        errors = []
+        errors, mismatched = [], False
         for mirror in MNIST_MIRRORS:
             try:
                 _fetch(mirror + fname, root / fname)
                 break
+            except ChecksumMismatch as err:
+                errors.append(str(err))
+                mismatched = True
             except OSError as err:
                 errors.append(f"{mirror}: {err}")
         else:
+            if mismatched:
+                raise ChecksumMismatch(f"no mirror served {fname} with its pinned checksum: " + "; ".join(errors))
             raise RuntimeError(f"could not download {fname} (needs network, e.g. Colab): " + "; ".join(errors))
     return root
 
 
 def download_cifar10(root: str | Path | None = None) -> Path:
-    """Download and unpack CIFAR-10 (python version, 163 MB) into ``root``; return ``root``. Needs network."""
+    """Download CIFAR-10's binary release (162 MB), verify it, unpack its batches into ``root``; return ``root``.
+
+    Only the regular files ``cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin`` are written (as bytes read
+    from the verified archive; no other member and no path from the archive is used). Needs network.
+    """
     root = Path(root) if root is not None else default_root("cifar10")
-    if (root / "cifar-10-batches-py" / "data_batch_1").is_file():
+    folder = root / CIFAR10_DIR
+    if (folder / CIFAR10_FILES["train"][0]).is_file():
         return root
-    archive = _fetch(CIFAR10_URL, root / "cifar-10-python.tar.gz")
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
+    archive = _fetch(CIFAR10_URL, root / "cifar-10-binary.tar.gz")
+    written = 0
+    with tarfile.open(archive, "r:gz") as tar:
+        for name in CIFAR10_FILES["train"] + CIFAR10_FILES["test"]:
+            try:
+                member = tar.getmember(f"{CIFAR10_DIR}/{name}")
+            except KeyError:
+                continue
+            if not member.isfile():
+                raise ValueError(f"{archive}: {member.name} is not a regular file")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(tar.extractfile(member).read())
+            written += 1
     archive.unlink()
+    if not written:
+        raise ValueError(f"{archive} holds none of {CIFAR10_DIR}/*.bin: not CIFAR-10's binary release")
     return root
 
 
@@ -290,7 +369,7 @@ def load_dataset(spec: dict[str, Any] | str | Path) -> torch.Tensor:
 
     if name == "cifar10":
         root = Path(spec.get("root") or default_root("cifar10"))
-        folder = root / "cifar-10-batches-py"
+        folder = root / CIFAR10_DIR
         if not folder.is_dir() and spec.get("download", False):
             download_cifar10(root)
         if not folder.is_dir():

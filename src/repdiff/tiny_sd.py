@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import captioned
+from ._compat import check_pipeline_dtype, diffusers_dtype_kwargs
 from .paths import data_path
 
 __all__ = [
@@ -298,7 +299,8 @@ def train(recipe: dict[str, Any] | None = None, out: str | Path | None = None, d
         if cfg.get("loss_weight", "epsilon") not in ("epsilon", "v"):
             raise ValueError(f"U-Net stage {k}: loss_weight must be 'epsilon' or 'v', got {cfg['loss_weight']!r}")
         if not 0 < int(cfg.get("stop_after", cfg["steps"])) <= int(cfg["steps"]):
-            raise ValueError(f"U-Net stage {k}: stop_after must be in 1..steps ({cfg['steps']}), got {cfg['stop_after']}")
+            raise ValueError(f"U-Net stage {k}: stop_after must be in 1..steps ({cfg['steps']}), "
+                             f"got {cfg['stop_after']}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(recipe["seed"])
     gen = torch.Generator(device=dev).manual_seed(recipe["seed"])
@@ -551,9 +553,10 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     try:
         from diffusers import StableDiffusionPipeline
 
-        pipe = StableDiffusionPipeline.from_pretrained(path, dtype=dtype, safety_checker=None,
+        pipe = StableDiffusionPipeline.from_pretrained(path, **diffusers_dtype_kwargs(dtype), safety_checker=None,
                                                        feature_extractor=None, requires_safety_checker=False,
                                                        local_files_only=True)
+        check_pipeline_dtype(pipe, dtype)
     finally:
         dlogging.set_verbosity(verbosity[0])
         tlogging.set_verbosity(verbosity[1])

@@ -1,17 +1,23 @@
 """Train a small diffusers U-Net from a JSON recipe: ``python -m repdiff.train <recipe.json> [...]`` (Chapter 9).
 
 The same command runs on a CPU, one GPU, or several (``accelerate launch -m repdiff.train <recipe>``), through
-Hugging Face Accelerate. What a run does:
+Hugging Face Accelerate; several CPU processes start with ``torchrun --nproc_per_node N -m repdiff.train <recipe>``
+(``accelerate launch --cpu`` needs MPI for that). What a run does:
 
 - loads the exact training tensor of the recipe's ``data`` entry (:func:`repdiff.datasets.load_dataset`);
 - trains a ``UNet2DModel`` (:func:`repdiff.unet.build_unet`) on the standard DDPM objective: draw a step t and
   noise ε, and regress ε from x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε with the mean squared error;
-- AdamW with a linear warm-up, gradient clipping, and an exponential moving average (EMA) of the weights
-  (the EMA weights are the ones saved);
+- AdamW with a linear warm-up (``diffusers.optimization.get_scheduler("constant_with_warmup")``), gradient
+  clipping, and an exponential moving average of the weights (``diffusers.training_utils.EMAModel``; the EMA
+  weights are the ones saved);
+- ``batch_size`` is the *global* batch: with N processes each takes its own N-th of every step's draws and
+  Accelerate (DDP) averages the gradients, so a recipe trains the same model on 1 or N processes (up to
+  floating-point reduction order; tests/test_train.py runs it on two CPU processes);
 - bf16 autocast and channels-last memory on a GPU (``"mixed_precision": "auto"``), optional ``torch.compile``;
 - a progress bar; a resumable checkpoint every ``checkpoint_every`` steps: an interrupted run, started again
-  with the same command, continues from its last checkpoint. The random draws of step k depend only on
-  (seed, k), so a resumed run takes the same steps as an uninterrupted one;
+  with the same command, continues from its last checkpoint (weights, optimizer, EMA and learning-rate
+  schedule). The random draws of step k depend only on (seed, k), so a resumed run takes the same steps as an
+  uninterrupted one;
 - at the end, a diffusers pipeline folder (``save_pretrained``: safetensors + scheduler config), the recipe
   (``recipe.json``) and a record of the run (``record.json``: steps, final loss, wall time, device, commit).
 
@@ -86,6 +92,8 @@ def train_config(recipe: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"train.{key} must be a positive integer, got {cfg[key]!r}")
     if not cfg["lr"] > 0 or not 0 <= cfg["ema_decay"] < 1:
         raise ValueError("train.lr must be > 0 and train.ema_decay in [0, 1)")
+    if int(cfg["warmup_steps"]) != cfg["warmup_steps"] or cfg["warmup_steps"] < 0:
+        raise ValueError(f"train.warmup_steps must be an integer >= 0, got {cfg['warmup_steps']!r}")
     return cfg
 
 
@@ -122,13 +130,20 @@ def _device_name(device: torch.device) -> str:
     return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def _step_draws(seed: int, step: int, process: int, n: int, batch: int, shape: tuple[int, ...], T: int):
-    """The random draws of one step (batch indices, steps t, noise): a function of (seed, step, process) only."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step * 101 + process)
+def _step_draws(seed: int, step: int, n: int, batch: int, shape: tuple[int, ...], T: int):
+    """The random draws of one step for the global batch (indices ``(batch,)``, steps t ``(batch,)``, noise
+    ``(batch, *shape)``): a function of (seed, step) only, whatever the number of processes."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step * 101)
     idx = torch.randint(0, n, (batch,), generator=g)
     t = torch.randint(0, T, (batch,), generator=g)
     noise = torch.randn((batch, *shape), generator=g)
     return idx, t, noise
+
+
+def _process_share(draws: tuple[torch.Tensor, ...], process: int, num_processes: int) -> tuple[torch.Tensor, ...]:
+    """Process ``process``'s contiguous N-th of a step's global draws (the union over processes is the batch)."""
+    size = draws[0].shape[0] // num_processes
+    return tuple(d[process * size:(process + 1) * size] for d in draws)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -162,6 +177,8 @@ def train(
         ``finished`` is False when ``max_steps`` stopped the run early.
     """
     from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
     from .datasets import load_dataset
@@ -183,6 +200,9 @@ def train(
     mp = ("bf16" if use_gpu else "no") if mp == "auto" else mp
     accelerator = Accelerator(mixed_precision=mp, cpu=not use_gpu)
     device = accelerator.device
+    if cfg["batch_size"] % accelerator.num_processes:
+        raise ValueError(f"train.batch_size = {cfg['batch_size']} (the global batch) must be a multiple of the "
+                         f"number of processes, {accelerator.num_processes}")
 
     data = load_dataset(recipe["data"])  # (N, C, H, W) in [-1, 1]
     n, shape = data.shape[0], tuple(data.shape[1:])
@@ -194,44 +214,49 @@ def train(
     torch.manual_seed(cfg["seed"])
     model = build_unet(recipe, shape)
     n_params = count_parameters(model)
-    ema = copy.deepcopy(model).requires_grad_(False)
     channels_last = use_gpu if cfg["channels_last"] == "auto" else bool(cfg["channels_last"])
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    # the learning rate of step k is lr * min(1, k / warmup_steps); stepped once per optimizer step (not prepared
+    # by Accelerate, whose scheduler wrapper would step it once per process)
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=int(cfg["warmup_steps"]))
+    # EMA of the weights; its decay warms up as min(ema_decay, (1 + k) / (10 + k)) after the first step
+    ema = EMAModel(model.parameters(), decay=cfg["ema_decay"], foreach=True)
 
-    state = {"step": 0, "wall_time_s": 0.0, "loss_curve": [], "sessions": 0}
+    state = {"step": 0, "wall_time_s": 0.0, "loss_curve": [], "lr_curve": [], "sessions": 0}
     state_path = ckpt_dir / "state.pt"
     if resume and state_path.is_file():
         saved = torch.load(state_path, map_location="cpu", weights_only=False)
         if saved["recipe"] != recipe:
             raise ValueError(f"{state_path} was written by a different recipe; delete it or use --no-resume")
+        if "lr_schedule" not in saved:
+            raise ValueError(f"{state_path} was written by an older repdiff.train; delete it or use --no-resume")
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
+        lr_schedule.load_state_dict(saved["lr_schedule"])
         state = saved["state"]
         accelerator.print(f"Resuming {recipe.get('name', out.name)} from step {state['step']} ({state_path}).")
     ema.to(device)
     train_model = torch.compile(model) if (cfg["compile"] and use_gpu) else model
     train_model, optimizer = accelerator.prepare(train_model, optimizer)
 
-    def lr_at(step: int) -> float:
-        return cfg["lr"] * min(1.0, (step + 1) / max(1, cfg["warmup_steps"]))
-
     def save_state() -> None:
-        if not accelerator.is_main_process:
-            return
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_save(
-            {
-                "recipe": recipe,
-                "model": accelerator.unwrap_model(model).state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "state": state,
-            },
-            state_path,
-        )
+        if accelerator.is_main_process:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_save(
+                {
+                    "recipe": recipe,
+                    "model": accelerator.unwrap_model(model).state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "lr_schedule": lr_schedule.state_dict(),
+                    "state": state,
+                },
+                state_path,
+            )
+        accelerator.wait_for_everyone()  # no process goes on (or resumes) before the checkpoint is complete
 
     stop = cfg["steps"] if max_steps is None else min(cfg["steps"], max_steps)
     state["sessions"] += 1
@@ -240,17 +265,16 @@ def train(
     t0, running, count = time.perf_counter(), 0.0, 0
     train_model.train()
     model_params = list(accelerator.unwrap_model(model).parameters())
-    ema_params = list(ema.parameters())
     while state["step"] < stop:
         step = state["step"]
-        idx, t, noise = _step_draws(cfg["seed"], step, accelerator.process_index, n, cfg["batch_size"], shape, T)
+        draws = _step_draws(cfg["seed"], step, n, cfg["batch_size"], shape, T)
+        idx, t, noise = _process_share(draws, accelerator.process_index, accelerator.num_processes)
         x0, t, noise = data[idx.to(device)], t.to(device), noise.to(device)
         a = abar[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         if channels_last:
             xt = xt.contiguous(memory_format=torch.channels_last)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
+        lr = lr_schedule.get_last_lr()[0]
         with accelerator.autocast():
             pred = train_model(xt, t).sample
         loss = torch.nn.functional.mse_loss(pred.float(), noise)
@@ -259,14 +283,14 @@ def train(
         if cfg["grad_clip"]:
             accelerator.clip_grad_norm_(train_model.parameters(), cfg["grad_clip"])
         optimizer.step()
-        with torch.no_grad():  # EMA with the usual warm-up of its decay
-            decay = min(cfg["ema_decay"], (1 + step) / (10 + step))
-            torch._foreach_lerp_(ema_params, [p.detach() for p in model_params], 1 - decay)
+        lr_schedule.step()
+        ema.step(model_params)
         state["step"] = step + 1
-        running += float(loss.detach())
+        running += float(accelerator.reduce(loss.detach(), reduction="mean"))  # the loss of the global batch
         count += 1
         if state["step"] % cfg["log_every"] == 0 or state["step"] == stop:
             state["loss_curve"].append([state["step"], running / count])
+            state["lr_curve"].append([state["step"], lr])
             bar.set_postfix(loss=f"{running / count:.4f}")
             running, count = 0.0, 0
         bar.update(1)
@@ -284,11 +308,13 @@ def train(
         "finished": finished,
         "final_loss": state["loss_curve"][-1][1] if state["loss_curve"] else float("nan"),
         "loss_curve": state["loss_curve"],
+        "lr_curve": state["lr_curve"],
         "wall_time_s": round(state["wall_time_s"], 2),
         "images_per_s": round(state["step"] * cfg["batch_size"] / max(state["wall_time_s"], 1e-9), 1),
         "sessions": state["sessions"],
         "device": _device_name(device),
         "num_processes": accelerator.num_processes,
+        "batch_size": cfg["batch_size"],
         "mixed_precision": mp,
         "channels_last": channels_last,
         "compile": bool(cfg["compile"] and use_gpu),
@@ -305,14 +331,17 @@ def train(
         record["diffusers"] = diffusers.__version__
     except ImportError:  # pragma: no cover - train() itself needs diffusers
         pass
-    if not accelerator.is_main_process:
-        return record
     if not finished:
         save_state()
         return record
+    if not accelerator.is_main_process:
+        accelerator.wait_for_everyone()
+        return record
     from .unet import save_pipeline
 
-    save_pipeline(ema.to("cpu").float(), scheduler, out)
+    final = copy.deepcopy(accelerator.unwrap_model(model)).to("cpu").float().to(memory_format=torch.contiguous_format)
+    ema.copy_to(final.parameters())
+    save_pipeline(final, scheduler, out)
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
     if not cfg["keep_checkpoint"] and ckpt_dir.exists():
@@ -325,6 +354,7 @@ def train(
         f"Saved {out} after {record['steps']} steps: final loss {record['final_loss']:.4f}, "
         f"{record['wall_time_s']:.0f} s on {record['device']}."
     )
+    accelerator.wait_for_everyone()
     return record
 
 

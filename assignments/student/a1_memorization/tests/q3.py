@@ -8,7 +8,7 @@ points = 3
 @test_case(points=None, hidden=False)
 def test_q3_shrinkage(optimal_shrinkage, per_sample_objective, np):
     """a* minimises g: compare with the formula, and with a fine grid search of your own g."""
-    from repdiff.assignments import answer, assert_close
+    from repdiff.grading import answer, assert_close
     s = np.array([1.0, 2.0, 4.0, 9.0])
     n_, sg, lm = (5, 0.5, 0.01)
     right = (s - n_ * lm) / (s + sg ** 2)
@@ -21,14 +21,14 @@ def test_q3_shrinkage(optimal_shrinkage, per_sample_objective, np):
 @test_case(points=None, hidden=False)
 def test_q3_switched_off(optimal_shrinkage, np):
     """When n*lam >= |x|^2 the best a >= 0 is 0 (the unit is switched off), never negative."""
-    from repdiff.assignments import answer, assert_close
+    from repdiff.grading import answer, assert_close
     out = answer(optimal_shrinkage, np.array([0.04, 0.05, 1.0]), 5, 0.5, 0.01)
     assert_close('a* for |x|^2 = 0.04, 0.05, 1 (n*lam = 0.05)', out, [0.0, 0.0, 0.95 / 1.25], hint='a must be >= 0: clip the formula at 0 where n*lam >= |x|^2.')
 
 @test_case(points=None, hidden=False)
 def test_q3_r_on_this_data(r_coefficients, X, sigma, lam, np):
     """r_i for the data set of this notebook (different norms, so one r per sample)."""
-    from repdiff.assignments import answer, assert_close
+    from repdiff.grading import answer, assert_close
     s = (X ** 2).sum(1)
     n_ = X.shape[0]
     right = np.sqrt((s - n_ * lam) / (s ** 2 + sigma ** 2 * s))

@@ -8,7 +8,7 @@ points = 3
 @test_case(points=None, hidden=False)
 def test_q4_shape_and_columns(memorization_weights, X, p, sigma, lam, np):
     """Shape (d, p); column i parallel to x_i; zeros after column n."""
-    from repdiff.assignments import answer
+    from repdiff.grading import answer
     W = np.asarray(answer(memorization_weights, X, p, sigma, lam))
     n_, d_ = X.shape
     if W.shape == (p, d_):
@@ -21,6 +21,6 @@ def test_q4_shape_and_columns(memorization_weights, X, p, sigma, lam, np):
 @test_case(points=None, hidden=False)
 def test_q4_errors(memorization_weights, X, sigma, np):
     """The corollary's conditions raise ValueError."""
-    from repdiff.assignments import assert_raises_value_error
+    from repdiff.grading import assert_raises_value_error
     assert_raises_value_error(memorization_weights, [((X, X.shape[0] - 1, sigma, 0.001), 'p < n'), ((X, 12, sigma, float((X ** 2).sum(1).min()) / X.shape[0] * 1.01), 'n*lam >= min |x_i|^2')], name='memorization_weights')
 

@@ -7,7 +7,7 @@ points = 3
 
 @test_case(points=None, hidden=False)
 def test_q5_representation(representation, np):
-    from repdiff.assignments import answer, assert_close
+    from repdiff.grading import answer, assert_close
     W1 = np.array([[1.0, -1.0, 0.5], [0.0, 2.0, -1.0]])
     Y = np.array([[1.0, 1.0], [-2.0, 0.5]])
     right = np.maximum(Y @ W1, 0)
@@ -17,7 +17,7 @@ def test_q5_representation(representation, np):
 def test_q5_stored_weight_at_wmem(stored_weight, X, sigma, lam, np):
     """At the closed form the stored weight of sample i is a_i = r_i^2 |x_i|^2."""
     import repdiff
-    from repdiff.assignments import answer, assert_close
+    from repdiff.grading import answer, assert_close
     W = repdiff.theory.memorization_solution(X, 12, sigma, lam)
     s = (X ** 2).sum(1)
     a = (s - X.shape[0] * lam) / (s + sigma ** 2)

@@ -7,7 +7,7 @@ points = 3
 
 @test_case(points=None, hidden=False)
 def test_q6_numbers(err_map, stored_trained, a_theory, np):
-    from repdiff.assignments import assert_close
+    from repdiff.grading import assert_close
     for name, v in [('err_map', err_map), ('stored_trained', stored_trained), ('a_theory', a_theory)]:
         assert v is not None and v is not Ellipsis, f'{name} is not computed yet: replace its `...`'
     assert np.ndim(err_map) == 0, 'err_map should be one number'

@@ -7,7 +7,7 @@ points = 3
 
 @test_case(points=None, hidden=False)
 def test_q4_nn_ratio(nn_ratio, np):
-    from repdiff.assignments import answer, assert_close
+    from repdiff.grading import answer, assert_close
     train = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 10.0]])
     s = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 9.0]])
     right = np.array([1 / 3, 1 / 3, 1 / 9])
@@ -15,7 +15,7 @@ def test_q4_nn_ratio(nn_ratio, np):
 
 @test_case(points=None, hidden=False)
 def test_q4_copy_fraction(copy_fraction, np):
-    from repdiff.assignments import answer
+    from repdiff.grading import answer
     train = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 10.0]])
     outputs = np.array([[0.1, 0.0], [3.9, 0.1], [0.0, 0.2], [2.0, 0.0]])
     owner = np.array([0, 1, 2, 0])

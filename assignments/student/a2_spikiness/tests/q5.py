@@ -9,7 +9,7 @@ points = 3
 def test_q5_memorizing_model(measure, np, torch, ReLUDAE):
     """A model built from the memorization closed form copies every training point and is one-hot."""
     import repdiff
-    from repdiff.assignments import answer
+    from repdiff.grading import answer
     Xs = repdiff.data.separable_samples(4, 16, norm=3.0, seed=1)
     Xt = repdiff.data.separable_samples(4, 16, norm=3.0, seed=2)
     m = ReLUDAE(16, 8, tied=True, dtype=torch.float64)

@@ -7,7 +7,7 @@ points = 2
 
 @test_case(points=None, hidden=False)
 def test_q1_small_example(pooled_std, np):
-    from repdiff.assignments import answer, assert_close
+    from repdiff.grading import answer, assert_close
     h = np.random.default_rng(0).standard_normal((4, 4, 2, 3))
     for how, pooled in (('max', h.max(axis=(2, 3))), ('mean', h.mean(axis=(2, 3)))):
         reduce = np.max if how == 'max' else np.mean
@@ -15,7 +15,7 @@ def test_q1_small_example(pooled_std, np):
 
 @test_case(points=None, hidden=False)
 def test_q1_bad_input(pooled_std, np):
-    from repdiff.assignments import assert_raises_value_error
+    from repdiff.grading import assert_raises_value_error
     h = np.ones((2, 3, 4, 4))
     assert_raises_value_error(pooled_std, [((h, 'median'), "pooling='median' (only 'max' and 'mean' exist)"), ((h[0], 'max'), 'an h of shape (3, 4, 4) (it must be (B, C, H, W))')], name='pooled_std')
 

@@ -8,7 +8,7 @@ points = 2
 @test_case(points=None, hidden=False)
 def test_q3_interval(bootstrap_ci, auroc, np):
     from repdiff import metrics
-    from repdiff.assignments import answer, assert_close
+    from repdiff.grading import answer, assert_close
     rng = np.random.default_rng(3)
     pos, neg = (rng.standard_normal(30) + 1.0, rng.standard_normal(40))
     got = answer(bootstrap_ci, pos, neg, 300, 1)

@@ -8,7 +8,7 @@ points = 3
 @test_case(points=None, hidden=False)
 def test_q4_matches_course(detector_score, pipe, latent_noise, torch, np):
     from repdiff import detection
-    from repdiff.assignments import answer, assert_close
+    from repdiff.grading import answer, assert_close
     size = pipe.vae.config.sample_size
     images = torch.rand((4, 3, size, size), generator=torch.Generator().manual_seed(3)) * 2 - 1
     eps = latent_noise(4, 5)
@@ -25,7 +25,7 @@ def test_q4_matches_course(detector_score, pipe, latent_noise, torch, np):
 
 @test_case(points=None, hidden=False)
 def test_q4_hook_removed(detector_score, pipe, latent_noise, torch):
-    from repdiff.assignments import answer
+    from repdiff.grading import answer
     conv2 = pipe.unet.up_blocks[0].resnets[2].conv2
     before = len(conv2._forward_pre_hooks)
     size = pipe.vae.config.sample_size

@@ -8,7 +8,7 @@ points = 1
 @test_case(points=None, hidden=False)
 def test_q5_consistent(scores_mem, scores_held, auc, auc_ci, tpr, auc_wen, n_each, np):
     from repdiff import metrics
-    from repdiff.assignments import assert_close
+    from repdiff.grading import assert_close
     for name, v in [('scores_mem', scores_mem), ('scores_held', scores_held), ('auc', auc), ('auc_ci', auc_ci), ('tpr', tpr), ('auc_wen', auc_wen)]:
         assert v is not None and v is not Ellipsis, f'{name} is not computed yet: replace its `...`'
     for name, s in (('scores_mem', scores_mem), ('scores_held', scores_held)):

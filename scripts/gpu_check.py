@@ -1,0 +1,33 @@
+"""Run :mod:`repdiff.sd_gpu_check` (``scripts/gpu_check.sh``) without executing ``repdiff/__init__.py``.
+
+The package's ``__init__`` imports the whole course (matplotlib, ipywidgets, scikit-learn, ...); the check needs
+only torch, numpy, tqdm, Pillow, transformers and diffusers, which is what a bare GPU image has (diffusers from
+``.whl/``). So ``repdiff`` is registered as a bare package over ``src/repdiff`` and only the modules the check uses
+are imported. Arguments are those of ``python -m repdiff.sd_gpu_check``.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "repdiff"
+
+
+def light_import() -> None:
+    """Register ``repdiff`` as a package over ``src/repdiff`` without running its ``__init__``."""
+    if "repdiff" in sys.modules:
+        return
+    pkg = types.ModuleType("repdiff", "Course package, loaded without its __init__ (scripts/gpu_check.py)")
+    pkg.__path__ = [str(SRC)]
+    pkg.__file__ = str(SRC / "__init__.py")
+    pkg.__package__ = "repdiff"
+    sys.modules["repdiff"] = pkg
+
+
+if __name__ == "__main__":
+    light_import()
+    from repdiff import sd_gpu_check
+
+    sys.exit(sd_gpu_check.main(sys.argv[1:]))
