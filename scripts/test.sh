@@ -71,8 +71,18 @@ MAIN=() IN_COLAB=()
 for nb in "${ALL[@]}"; do
   if [ "$COLAB" = 1 ] && [[ " $COLAB_CHAPTERS " == *" $nb "* ]]; then IN_COLAB+=("$nb"); else MAIN+=("$nb"); fi
 done
+# Chapter 12 last: it reuses the screening that Chapter 14 (first) computes and caches (repdiff.screening)
+# instead of generating the same images at the same time on the other core
+if [[ " ${MAIN[*]} " == *" chapters/part4/12_text_to_image.ipynb "* ]]; then
+  rest=()
+  for nb in "${MAIN[@]}"; do [ "$nb" = chapters/part4/12_text_to_image.ipynb ] || rest+=("$nb"); done
+  MAIN=("${rest[@]}" chapters/part4/12_text_to_image.ipynb)
+fi
 
-rm -rf _build/executed _build/notebook_times.json
+rm -rf _build/executed _build/notebook_times.json _build/cache _build/cache-colab
+# each run screens the tiny SD afresh (its own cache, shared by the chapters of one environment): no result of an
+# earlier run or another environment is reused
+export REPDIFF_CACHE="$PWD/_build/cache"
 mkdir -p _build
 # Timeouts are safety nets for a hung kernel, never benchmarks: a cell may take an hour on a slow machine.
 NBVAL=(-p nbval_record --nbval-record _build/executed --nbval-lax --nbval-current-env
@@ -80,7 +90,8 @@ NBVAL=(-p nbval_record --nbval-record _build/executed --nbval-lax --nbval-curren
 colab_pid=""
 if [ "${#IN_COLAB[@]}" -gt 0 ]; then
   echo "== nbval in .venv-colab ($(.venv-colab/bin/python --version)): ${IN_COLAB[*]} (log: _build/nbval_colab.log)"
-  ( set +e; .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" > _build/nbval_colab.log 2>&1
+  ( set +e; REPDIFF_CACHE="$PWD/_build/cache-colab" \
+      .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" > _build/nbval_colab.log 2>&1
     echo $? > _build/nbval_colab.rc ) &
   colab_pid=$!
 fi

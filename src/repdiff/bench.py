@@ -147,7 +147,8 @@ def bench_tiny_sd(*, steps: int = 300, batch_size: int | None = None, compile: b
 
     recipe = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
     recipe["train_vae"]["steps"] = 10
-    recipe["train_unet"] = {**recipe["train_unet"], "steps": steps, "warmup": 10}
+    recipe["train_unet"] = {k: v for k, v in recipe["train_unet"].items() if k != "stop_after"}
+    recipe["train_unet"].update(steps=steps, warmup=10)
     if batch_size:
         recipe["train_unet"]["batch_size"] = batch_size
     recipe["train_unet_more"] = []
