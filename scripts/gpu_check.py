@@ -1,9 +1,9 @@
-"""Run :mod:`repdiff.sd_gpu_check` (``scripts/gpu_check.sh``) without executing ``repdiff/__init__.py``.
+"""Run :mod:`repdiff.sd.gpu_check` (``scripts/gpu_check.sh``) without executing ``repdiff/__init__.py``.
 
 The package's ``__init__`` imports the whole course (matplotlib, ipywidgets, scikit-learn, ...); the check needs
 only torch, numpy, tqdm, Pillow, transformers and diffusers, which is what a bare GPU image has (diffusers from
 ``.whl/``). So ``repdiff`` is registered as a bare package over ``src/repdiff`` and only the modules the check uses
-are imported. Arguments are those of ``python -m repdiff.sd_gpu_check``.
+are imported. Arguments are those of ``python -m repdiff.sd.gpu_check``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,6 @@ def light_import() -> None:
 
 if __name__ == "__main__":
     light_import()
-    from repdiff import sd_gpu_check
+    from repdiff.sd import gpu_check as sd_gpu_check
 
     sys.exit(sd_gpu_check.main(sys.argv[1:]))

@@ -71,7 +71,7 @@ MAIN=() IN_COLAB=()
 for nb in "${ALL[@]}"; do
   if [ "$COLAB" = 1 ] && [[ " $COLAB_CHAPTERS " == *" $nb "* ]]; then IN_COLAB+=("$nb"); else MAIN+=("$nb"); fi
 done
-# Chapter 12 last: it reuses the screening that Chapter 14 (first) computes and caches (repdiff.screening)
+# Chapter 12 last: it reuses the screening that Chapter 14 (first) computes and caches (repdiff.sd.screening)
 # instead of generating the same images at the same time on the other core
 if [[ " ${MAIN[*]} " == *" chapters/part4/12_text_to_image.ipynb "* ]]; then
   rest=()

@@ -32,7 +32,8 @@ def tiny_random_sd_pipeline():
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from repdiff import captioned, tiny_sd
+    from repdiff.data import captioned
+    from repdiff.sd import tiny_sd
 
     recipe = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
     recipe["vae"]["block_out_channels"] = [16, 16, 16]

@@ -1,9 +1,9 @@
-"""repdiff.captioned: the mini-LAION data set of Chapters 12-14."""
+"""repdiff.data.captioned: the mini-LAION data set of Chapters 12-14."""
 
 import numpy as np
 import pytest
 
-from repdiff import captioned
+from repdiff.data import captioned
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from repdiff import datasets
-from repdiff.datasets import DatasetNotAvailable, load_dataset
-from repdiff.procedural import procedural_images
+from repdiff.data import real as datasets
+from repdiff.data.procedural import procedural_images
+from repdiff.data.real import DatasetNotAvailable, load_dataset
 
 
 def test_procedural_is_deterministic_and_offsets_are_disjoint():
@@ -74,7 +74,7 @@ def test_cifar10_reader_on_a_tiny_local_batch(tmp_path):
 
 
 def test_celeba_reader_on_a_local_npz(tmp_path):
-    from repdiff.image_datasets import save_image_file
+    from repdiff.data.images import save_image_file
 
     imgs = np.linspace(-1, 1, 3 * 32 * 32).reshape(3, 32 * 32)
     path = save_image_file(tmp_path / "celeba.npz", imgs, (32, 32))

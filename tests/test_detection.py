@@ -1,11 +1,11 @@
-"""repdiff.detection against independent computations, on a small random-weight pipeline."""
+"""repdiff.sd.detection against independent computations, on a small random-weight pipeline."""
 
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_random_sd_pipeline
 
-from repdiff import detection
+from repdiff.sd import detection
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of repdiff.image_datasets: offline, on small files and fake hub rows the tests make themselves."""
+"""Tests of repdiff.data.images: offline, on small files and fake hub rows the tests make themselves."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from repdiff import image_datasets as imd
-from repdiff.data import load_digits
+from repdiff.data import images as imd
+from repdiff.data.synthetic import load_digits
 
 
 def _png_bytes(arr: np.ndarray) -> bytes:

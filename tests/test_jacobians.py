@@ -1,13 +1,13 @@
-"""Tests of repdiff.jacobians (Chapter 8) against independent computations."""
+"""Tests of repdiff.dae.jacobians (Chapter 8) against independent computations."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from repdiff import jacobians as jac
 from repdiff import theory
-from repdiff.toy_diffusion import TimeConditionedReLUDAE
+from repdiff.dae import jacobians as jac
+from repdiff.dae.toy_diffusion import TimeConditionedReLUDAE
 
 
 @pytest.mark.parametrize("kw", [{}, {"tied": False}, {"bias": True, "tied": False}, {"skip": False}])

@@ -6,7 +6,7 @@
   exactly that loop and compares with it); its intervals agree with ``scipy.stats.bootstrap`` on the same data
   to Monte Carlo accuracy.
 - ``training.train_dae(schedule="cosine")`` (torch's ``CosineAnnealingLR``) follows diffusers' cosine schedule.
-- ``repdiff.train`` takes its warm-up and its EMA from diffusers itself (tests/test_train.py runs them).
+- ``repdiff.unets.train`` takes its warm-up and its EMA from diffusers itself (tests/test_train.py runs them).
 """
 
 import numpy as np
@@ -16,8 +16,8 @@ from scipy import stats
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from repdiff import metrics
-from repdiff.models import ReLUDAE
-from repdiff.training import train_dae
+from repdiff.dae.models import ReLUDAE
+from repdiff.dae.training import train_dae
 
 
 def test_mean_interval_is_the_hand_written_percentile_bootstrap():

@@ -143,7 +143,7 @@ def test_psnr():
 
 def _ch05_data():
     """The phase diagram's data of Chapter 5: power-law Gaussian in d = 16, nested training sets, 256 test points."""
-    from repdiff.phase import power_law_covariance, power_law_gaussian
+    from repdiff.dae.phase import power_law_covariance, power_law_gaussian
 
     return (power_law_gaussian(128, 16, decay=1.0, seed=0), power_law_gaussian(256, 16, decay=1.0, seed=1),
             power_law_covariance(16, decay=1.0))

@@ -1,4 +1,4 @@
-"""Tests of repdiff.models (the ReLU DAE) and repdiff.training (the Eq. 6 objective) — Chapters 2-6."""
+"""Tests of repdiff.dae.models (the ReLU DAE) and repdiff.dae.training (the Eq. 6 objective) — Chapters 2-6."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from repdiff import data, models, theory, training
+from repdiff import theory
+from repdiff.dae import models, training
+from repdiff.data import synthetic as data
 
 
 def test_relu_dae_shapes_and_tying():

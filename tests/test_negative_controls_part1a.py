@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from repdiff import CheckFailed, check
-from repdiff.data import GaussianMixture, load_digits, low_rank_gaussian_mixture, separable_samples
+from repdiff.dae.models import ReLUDAE, activation_frequency
+from repdiff.data.synthetic import GaussianMixture, load_digits, low_rank_gaussian_mixture, separable_samples
 from repdiff.metrics import check_copy_fraction, check_participation
-from repdiff.models import ReLUDAE, activation_frequency
 from repdiff.sampling import sample, sigma_schedule
 from repdiff.theory import (
     check_all_memorize,

@@ -1,6 +1,6 @@
 """Negative controls of Chapters 5 and 6: every check that carries a claim, run on a named wrong answer, fails.
 
-Each test calls the *same* function the chapter calls (from :mod:`repdiff.phase`), with the chapter's data and
+Each test calls the *same* function the chapter calls (from :mod:`repdiff.dae.phase`), with the chapter's data and
 thresholds, on the natural competitor of the claim (the identity map, the Wiener filter, shuffled model labels,
 an untrained model, a table that ignores the width or the noise level, ...) and asserts ``CheckFailed``. Two
 tests without the marker run the same checks on the right answer, so a check that always fails is caught too.
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from repdiff import CheckFailed, phase
-from repdiff import image_datasets as imd
-from repdiff.data import low_rank_gaussian_mixture
+from repdiff import CheckFailed
+from repdiff.dae import phase
+from repdiff.dae.models import ReLUDAE
+from repdiff.data import images as imd
+from repdiff.data.synthetic import low_rank_gaussian_mixture
 from repdiff.metrics import denoiser_memorization
-from repdiff.models import ReLUDAE
 from repdiff.theory import (
     empirical_denoiser,
     generalization_solution,

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import repdiff
-from repdiff import jacobians as jac
 from repdiff import sampling
-from repdiff import toy_diffusion as td
+from repdiff.dae import jacobians as jac
+from repdiff.dae import toy_diffusion as td
 from repdiff.paths import data_path
 from repdiff.representations import check_extreme_row, check_separation
 
@@ -118,13 +118,13 @@ def test_ch08_kl_above_bound_check_rejects_the_empirical_sampler():
 @pytest.fixture(scope="module")
 def pipe4():
     pytest.importorskip("diffusers")
-    from repdiff.unet import load_pipeline
+    from repdiff.unets.model import load_pipeline
 
     return load_pipeline(SWEEP / "n00004")
 
 
 def test_ch09_ddim_vp_ve_check_rejects_the_vp_noise_std(pipe4):
-    from repdiff.unet import ddim_vp_and_ve
+    from repdiff.unets.model import ddim_vp_and_ve
 
     noise = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     x, x_ve = ddim_vp_and_ve(pipe4, noise, 20)
@@ -135,7 +135,7 @@ def test_ch09_ddim_vp_ve_check_rejects_the_vp_noise_std(pipe4):
 
 
 def test_ch09_ve_scaling_check_rejects_dividing_by_abar():
-    from repdiff.unet import build_scheduler, ve_sigmas
+    from repdiff.unets.model import build_scheduler, ve_sigmas
 
     abar = build_scheduler({}).alphas_cumprod.double()
     sig = ve_sigmas(abar)
@@ -150,7 +150,7 @@ def test_ch09_ve_scaling_check_rejects_dividing_by_abar():
 
 
 def test_ch09_denoiser_formula_check_rejects_sigma_squared(pipe4):
-    from repdiff.unet import UNetDenoiser, ve_sigmas
+    from repdiff.unets.model import UNetDenoiser, ve_sigmas
 
     sched = pipe4.scheduler
     sig = ve_sigmas(sched.alphas_cumprod)
@@ -172,7 +172,7 @@ def _recorded_fractions() -> dict[int, float]:
 
 @pytest.mark.parametrize("wrong", ["shuffled_sizes", "untrained_flat", "reversed", "switch_moved_earlier"])
 def test_ch10_sweep_check_rejects_wrong_curves(wrong):
-    from repdiff.unet import check_memorization_sweep
+    from repdiff.unets.model import check_memorization_sweep
 
     fr = _recorded_fractions()
     Ns = sorted(fr)

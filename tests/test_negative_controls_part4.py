@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_random_sd_pipeline
 
 import repdiff
-from repdiff import detection, screening, steering
+from repdiff.sd import detection, screening, steering
 
 pytestmark = pytest.mark.negative_control
 
@@ -125,7 +125,7 @@ def test_ch14_copies_at_zero_check_rejects_a_lost_copy():
 
 def test_ch12_block_layout_check_rejects_another_layout():
     """Chapter 12's layout checks fail for a U-Net with other block types or two resnets per up block."""
-    from repdiff import sd_hub
+    from repdiff.sd import hub as sd_hub
 
     sd14 = sd_hub.sd14_unet_config()
     other = list(sd14["down_block_types"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from repdiff.data import GaussianMixture, separable_samples
+from repdiff.data.synthetic import GaussianMixture, separable_samples
 from repdiff.metrics import check_participation
 from repdiff.theory import (
     block_residual,

@@ -1,4 +1,4 @@
-"""Tests of repdiff.phase (measurements, batched grid training, mask leakage) and repdiff.widgets."""
+"""Tests of repdiff.dae.phase (measurements, batched grid training, mask leakage) and repdiff.widgets."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from repdiff import metrics, phase
-from repdiff.data import separable_samples
-from repdiff.models import ReLUDAE
+from repdiff import metrics
+from repdiff.dae import phase
+from repdiff.dae.models import ReLUDAE
+from repdiff.data.synthetic import separable_samples
 from repdiff.theory import memorization_solution
 
 

@@ -71,7 +71,7 @@ def test_list_modules_and_spatial_pool():
 
 def test_unet_features_shapes_and_determinism():
     pytest.importorskip("diffusers")
-    from repdiff.unet import build_scheduler, build_unet
+    from repdiff.unets.model import build_scheduler, build_unet
 
     recipe = {"model": {"block_out_channels": [8, 16], "down_block_types": ["DownBlock2D"] * 2,
                         "up_block_types": ["UpBlock2D"] * 2, "norm_num_groups": 4}}
@@ -92,7 +92,7 @@ def test_unet_features_shapes_and_determinism():
 
 def test_resnet_block_nonlinearity_runs_three_times_and_the_last_is_before_conv2():
     pytest.importorskip("diffusers")
-    from repdiff.unet import build_unet
+    from repdiff.unets.model import build_unet
 
     torch.manual_seed(0)
     unet = build_unet({}, (1, 16, 16)).eval()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from repdiff import metrics, sampling
-from repdiff.toy_diffusion import TimeConditionedReLUDAE
+from repdiff.dae.toy_diffusion import TimeConditionedReLUDAE
 
 
 def test_sigma_schedule_shape_ends_and_order():

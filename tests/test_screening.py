@@ -1,10 +1,10 @@
-"""repdiff.screening: per-generation labels and their summary, on synthetic data (the shipped model is not needed)."""
+"""repdiff.sd.screening: per-generation labels and their summary, on synthetic data (no shipped model needed)."""
 
 import numpy as np
 import pytest
 import torch
 
-from repdiff import screening
+from repdiff.sd import screening
 
 
 def _screening(group, title, is_copy, own):

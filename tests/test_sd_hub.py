@@ -1,6 +1,6 @@
-"""repdiff.sd_hub offline: clear failures without GPU/hub, the loader on a fake hub folder (fp16 variant, dtype
+"""repdiff.sd.hub offline: clear failures without GPU/hub, the loader on a fake hub folder (fp16 variant, dtype
 keyword of old and new diffusers), T4 batch bounds and chunking, resumable caches, SD v1.4's architecture, and
-scripts/gpu_check.sh's CPU mode (repdiff.sd_gpu_check)."""
+scripts/gpu_check.sh's CPU mode (repdiff.sd.gpu_check)."""
 
 import json
 from contextlib import contextmanager
@@ -11,7 +11,9 @@ import pytest
 import torch
 from conftest import tiny_random_sd_pipeline
 
-from repdiff import detection, sd_gpu_check, sd_hub, steering
+from repdiff.sd import detection, steering
+from repdiff.sd import gpu_check as sd_gpu_check
+from repdiff.sd import hub as sd_hub
 
 
 def test_clear_message_without_gpu_or_hub(monkeypatch):
@@ -421,7 +423,7 @@ def test_gpu_check_launcher_needs_only_the_check_modules():
 
     root = Path(__file__).resolve().parents[1]
     code = ("import sys; sys.path.insert(0, 'scripts'); import gpu_check; gpu_check.light_import(); "
-            "import repdiff.sd_gpu_check; "
+            "import repdiff.sd.gpu_check; "
             "print(sorted(m for m in ('matplotlib', 'sklearn', 'ipywidgets', 'repdiff.plotting') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"

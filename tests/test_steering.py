@@ -1,11 +1,13 @@
-"""repdiff.steering: the injection hook, concept vectors, slopes and PCA."""
+"""repdiff.sd.steering: the injection hook, concept vectors, slopes and PCA."""
 
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_random_sd_pipeline
 
-from repdiff import captioned, detection, metrics, steering
+from repdiff import metrics
+from repdiff.data import captioned
+from repdiff.sd import detection, steering
 
 
 @pytest.fixture(scope="module")

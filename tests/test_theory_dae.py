@@ -12,7 +12,8 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from repdiff import data, theory
+from repdiff import theory
+from repdiff.data import synthetic as data
 
 TOL = 1e-6
 

@@ -6,7 +6,7 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from repdiff.data import GaussianMixture
+from repdiff.data.synthetic import GaussianMixture
 from repdiff.theory import empirical_denoiser, empirical_log_density, wiener_denoiser
 
 rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""repdiff.tiny_sd: tokenizer, components, save/load offline, a short training run, the shipped model."""
+"""repdiff.sd.tiny_sd: tokenizer, components, save/load offline, a short training run, the shipped model."""
 
 import copy
 import json
@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
-from repdiff import captioned, tiny_sd
+from repdiff.data import captioned
 from repdiff.paths import data_path
+from repdiff.sd import tiny_sd
 
 TINY = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
 TINY["dataset"] = {"n_unique": 40, "n_planted": 4, "n_copies": 3, "n_single_posters": 4, "n_held_out": 6, "seed": 0,
@@ -152,7 +153,7 @@ def test_shipped_model():
 
 
 def test_shipped_model_memorizes_and_detector_independent_implementation():
-    """Acceptance of the shipped model, written here without repdiff.detection or repdiff.metrics.
+    """Acceptance of the shipped model, written here without repdiff.sd.detection or repdiff.metrics.
 
     Plain ``StableDiffusionPipeline`` generation (30 DDIM steps, guidance 7.5); copies by the 1/3 rule against
     the distinct training images (a planted title's copy must be of its own poster); the paper's detector:

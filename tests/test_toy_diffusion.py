@@ -1,4 +1,4 @@
-"""Tests of repdiff.toy_diffusion (Chapters 7-8): the model, training, save/load, data and measurements."""
+"""Tests of repdiff.dae.toy_diffusion (Chapters 7-8): the model, training, save/load, data and measurements."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from repdiff import toy_diffusion as td
-from repdiff.data import load_digits
+from repdiff.dae import toy_diffusion as td
+from repdiff.data.synthetic import load_digits
 
 TINY = td.Recipe(name="tiny", data={"kind": "digits", "n": 20, "seed": 3}, p=8, steps=150, batch_size=16)
 
@@ -115,7 +115,7 @@ def test_save_load_roundtrip_and_recipe_mismatch(tmp_path):
         td.load(tmp_path / "missing")
     (tmp_path / "no_weights").mkdir()
     (tmp_path / "no_weights" / "recipe.json").write_text(TINY.to_json())
-    with pytest.raises(FileNotFoundError, match="python -m repdiff.toy_diffusion"):
+    with pytest.raises(FileNotFoundError, match="python -m repdiff.dae.toy_diffusion"):
         td.load(tmp_path / "no_weights")
 
 

@@ -1,4 +1,5 @@
-"""repdiff.train: an interrupted run resumes exactly; recipes are checked; the shipped sweep shows the transition."""
+"""repdiff.unets.train: an interrupted run resumes exactly; recipes are checked; the shipped sweep shows the
+transition."""
 
 import json
 
@@ -9,9 +10,9 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")
 
-from repdiff.datasets import DatasetNotAvailable  # noqa: E402
+from repdiff.data.real import DatasetNotAvailable  # noqa: E402
 from repdiff.paths import data_path  # noqa: E402
-from repdiff.train import load_recipe, main, train, train_config  # noqa: E402
+from repdiff.unets.train import load_recipe, main, train, train_config  # noqa: E402
 
 RECIPE = {
     "name": "tiny",
@@ -103,8 +104,8 @@ import sys
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-import repdiff.train as T
-import repdiff.unet as U
+import repdiff.unets.train as T
+import repdiff.unets.model as U
 
 recipe, out, k, dump = json.loads(open(sys.argv[1]).read()), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(1)
@@ -151,8 +152,8 @@ def test_two_processes_train_like_one_on_the_union_batch_and_resume(tmp_path, mo
 
     from diffusers import UNet2DModel
 
-    import repdiff.train as T
-    import repdiff.unet as U
+    import repdiff.unets.model as U
+    import repdiff.unets.train as T
 
     torch.set_num_threads(1)
     k = 3

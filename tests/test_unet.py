@@ -1,4 +1,4 @@
-"""repdiff.unet: parametrisation helpers, the VE denoiser wrapper, sampling with the saved scheduler, loading."""
+"""repdiff.unets.model: parametrisation helpers, the VE denoiser wrapper, sampling with the saved scheduler, loading."""
 
 import json
 import math
@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("diffusers")
 
 from repdiff.paths import data_path  # noqa: E402
-from repdiff.unet import (  # noqa: E402
+from repdiff.unets.model import (  # noqa: E402
     UNetDenoiser,
     build_scheduler,
     build_unet,
@@ -77,7 +77,7 @@ def test_generate_equals_the_pipelines_own_loop(tmp_path):
 
 
 def test_load_pipeline_explains_a_missing_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m repdiff.train"):
+    with pytest.raises(FileNotFoundError, match="python -m repdiff.unets.train"):
         load_pipeline(tmp_path / "nope")
 
 

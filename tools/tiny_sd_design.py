@@ -9,7 +9,7 @@ DDIM 30 steps, guidance 7.5, the 1/3 nearest-neighbour rule against the distinct
 - control titles (posters seen once): share that copy their own poster, and that copy anything;
 - held-out captions: share that copy anything;
 - the paper's detector (re-noise to t = 10, one pass with the empty prompt, ``up_blocks.0.resnets.2``,
-  spatial max, Std), written here without ``repdiff.detection``: AUROC and TPR@1%FPR of copies vs held-out,
+  spatial max, Std), written here without ``repdiff.sd.detection``: AUROC and TPR@1%FPR of copies vs held-out,
   AUROC of copies vs control generations.
 
 Usage (one GPU, about 8 minutes)::

@@ -1,57 +1,32 @@
 """repdiff: the shared code of the course on memorization, generalization and representations in
 diffusion models (Zhang et al., ICLR 2026, arXiv 2512.20963).
 
-Modules (each small enough to read in one sitting):
+The package follows the course. Subpackages, one per kind of model:
+
+- :mod:`repdiff.data`   every data set: synthetic mixtures, digits, MNIST/CIFAR-10, procedural and captioned images
+- :mod:`repdiff.dae`    the two-layer ReLU denoising autoencoder: model, training, phase sweeps, Jacobians (Parts I-II)
+- :mod:`repdiff.unets`  the image U-Nets and their training command line (Part III)
+- :mod:`repdiff.sd`     Stable Diffusion: the tiny SD, SD v1.4 in Colab, detection, screening, steering (Part IV)
+
+Small modules that every Part shares:
 
 - :mod:`repdiff.notebook`  device, seeds, visible numerical checks, glue (every chapter)
-- :mod:`repdiff.plotting`  the book's figure style and image grids
-- :mod:`repdiff.theory`    optimal denoisers and closed-form DAE minimisers (Part I)
+- :mod:`repdiff.theory`    optimal denoisers and closed-form DAE minimisers (Parts I-II)
 - :mod:`repdiff.metrics`   spikiness, memorization and detection measures
-- :mod:`repdiff.data`      bundled and generated data sets
-- :mod:`repdiff.sampling`  VE diffusion samplers
-- :mod:`repdiff.models`    the two-layer ReLU denoising autoencoder (Part I)
-- :mod:`repdiff.training`  training it on the paper's objective, Eq. 6 (Part I)
-- :mod:`repdiff.phase`     batched sweeps for the phase diagram, ReLU-mask leakage (Part I, Chapter 5)
-- :mod:`repdiff.widgets`   ipywidgets explorers (each next to a static figure of the same thing)
-- :mod:`repdiff.image_datasets`  real images: digits offline, CelebA from the hub in Colab (Chapter 6)
-- :mod:`repdiff.toy_diffusion`  a time-conditioned ReLU DAE sampled as a diffusion model (Part II)
-- :mod:`repdiff.jacobians` exact denoiser Jacobians and their comparison with the theory (Part II)
-- :mod:`repdiff.procedural`, :mod:`repdiff.datasets`  offline images and real-data loaders (Part III)
-- :mod:`repdiff.representations`  hooks that record any named module's activations (Parts III-IV)
-- :mod:`repdiff.unet`, :mod:`repdiff.train`, :mod:`repdiff.bench`  U-Nets, their training and speed
-  (Part III; imported on demand: ``from repdiff import unet``)
-- :mod:`repdiff.captioned`, :mod:`repdiff.tiny_sd`  the course's captioned data with planted duplicates and
-  a tiny Stable-Diffusion-architecture model trained on it (Part IV)
-- :mod:`repdiff.screening`  generations of the tiny SD labelled one by one, shared by Chapters 12-14
-- :mod:`repdiff.detection`, :mod:`repdiff.steering`, :mod:`repdiff.sd_hub`  the prompt-free detector and
-  its baseline, representation steering, and the real SD v1.4 path for Colab (Part IV)
+- :mod:`repdiff.noise`     the variance-preserving noise algebra: ᾱ, σ, forward noising, x̂₀ ↔ ε̂, guidance
+- :mod:`repdiff.sampling`  variance-exploding samplers (Parts II-III)
+- :mod:`repdiff.representations`  hooks on named modules and pooling: features at a timestep (Parts III-IV)
+- :mod:`repdiff.plotting`, :mod:`repdiff.widgets`  the book's figure style, and ipywidgets explorers
+- :mod:`repdiff.bench`     speed measurements (``python -m repdiff.bench``)
+- :mod:`repdiff.grading`   what the autograded assignments' tests import (Part V)
+
+Submodules are imported on first use (``repdiff.sd.detection``), so ``import repdiff`` stays cheap.
 """
 
-from . import (
-    captioned,
-    data,
-    datasets,
-    detection,
-    image_datasets,
-    jacobians,
-    metrics,
-    models,
-    paths,
-    phase,
-    plotting,
-    procedural,
-    representations,
-    sampling,
-    screening,
-    sd_hub,
-    steering,
-    theory,
-    tiny_sd,
-    toy_diffusion,
-    training,
-    widgets,
-)
-from .notebook import (
+import importlib
+from typing import Any
+
+from repdiff.notebook import (
     CheckFailed,
     check,
     check_range,
@@ -66,37 +41,19 @@ from .notebook import (
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "captioned",
-    "check",
-    "check_range",
-    "CheckFailed",
-    "data",
-    "datasets",
-    "detection",
-    "fast_mode",
-    "get_device",
-    "glue",
-    "glue_all",
-    "image_datasets",
-    "in_colab",
-    "jacobians",
-    "metrics",
-    "models",
-    "paths",
-    "phase",
-    "plotting",
-    "procedural",
-    "representations",
-    "sampling",
-    "screening",
-    "sd_hub",
-    "seed_everything",
-    "setup_notebook",
-    "steering",
-    "theory",
-    "tiny_sd",
-    "toy_diffusion",
-    "training",
-    "widgets",
-]
+_SUBMODULES = ("bench", "dae", "data", "grading", "metrics", "noise", "notebook", "paths", "plotting",
+               "representations", "sampling", "sd", "theory", "unets", "widgets")
+
+__all__ = [*_SUBMODULES, "CheckFailed", "check", "check_range", "fast_mode", "get_device", "glue", "glue_all",
+           "in_colab", "seed_everything", "setup_notebook"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a submodule on first use (``repdiff.theory``, ``repdiff.sd``, ...)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -2,7 +2,7 @@
 
 Colab (late 2026) ships diffusers 0.39, which takes ``torch_dtype=`` in ``from_pretrained`` and silently ignores
 ``dtype=``; diffusers 0.42 (requirements.txt) takes ``dtype=`` and deprecates ``torch_dtype=``. Used by
-:func:`repdiff.tiny_sd.load_pipeline` (Chapters 12-14) and :func:`repdiff.sd_hub.load_sd14` (Chapter 13).
+:func:`repdiff.sd.tiny_sd.load_pipeline` (Chapters 12-14) and :func:`repdiff.sd.hub.load_sd14` (Chapter 13).
 """
 
 from __future__ import annotations

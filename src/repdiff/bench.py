@@ -48,7 +48,7 @@ def train_throughput(
     Returns a dict with ``images_per_s``, ``seconds_per_step`` and the settings actually used
     (``compile_error`` when compilation failed and eager mode was timed instead).
     """
-    from .unet import build_scheduler, build_unet
+    from repdiff.unets.model import build_scheduler, build_unet
 
     recipe = recipe or {"data": {"name": "procedural"}}
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -138,12 +138,12 @@ def bench_tiny_sd(*, steps: int = 300, batch_size: int | None = None, compile: b
                   device: str | None = None) -> dict[str, Any]:
     """Steps/s of the tiny SD's U-Net stage: reference (fp32, host sync every step) vs shipped loop (Chapter 12).
 
-    Both run :func:`repdiff.tiny_sd.train` on the shipped recipe with a 10-step VAE stage and one U-Net stage
+    Both run :func:`repdiff.sd.tiny_sd.train` on the shipped recipe with a 10-step VAE stage and one U-Net stage
     of ``steps`` steps (at the recipe's batch size unless ``batch_size``); the rate includes warm-up.
     """
     import copy
 
-    from . import tiny_sd
+    from repdiff.sd import tiny_sd
 
     recipe = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
     recipe["train_vae"]["steps"] = 10
@@ -176,14 +176,14 @@ def transition_table(
 ) -> list[dict[str, Any]]:
     """For every checkpoint folder under ``root``: n_train and the memorization fraction of ``n`` samples.
 
-    Samples come from :func:`repdiff.unet.generate` (the folder's saved scheduler, ``steps`` steps, noise
+    Samples come from :func:`repdiff.unets.model.generate` (the folder's saved scheduler, ``steps`` steps, noise
     seed ``seed``); they are compared with the recipe's training set by
     :func:`repdiff.metrics.memorization_fraction`. ``only`` restricts the check to these folder names.
     """
-    from .datasets import load_dataset
-    from .metrics import memorization_fraction
-    from .paths import data_path
-    from .unet import generate, load_pipeline
+    from repdiff.data.real import load_dataset
+    from repdiff.metrics import memorization_fraction
+    from repdiff.paths import data_path
+    from repdiff.unets.model import generate, load_pipeline
 
     root = Path(root) if root is not None else data_path("unet_sweep")
     rows = []

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._arrays import ArrayLike, like_input, require_finite, to_tensor
-from .notebook import CheckResult, check_range
+from repdiff._arrays import ArrayLike, like_input, require_finite, to_tensor
+from repdiff.notebook import CheckResult, check_range
 
 __all__ = [
     "representation_std",

@@ -90,7 +90,7 @@ def setup_notebook(seed: int = 0, prefer: str = "auto") -> torch.device:
 
     Returns the chosen ``torch.device``.
     """
-    from .plotting import use_course_style
+    from repdiff.plotting import use_course_style
 
     use_course_style()
     seed_everything(seed)

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .metrics import detection_metrics
-from .notebook import check_range
+from repdiff.metrics import detection_metrics
+from repdiff.notebook import check_range
 
 __all__ = ["ActivationRecorder", "list_modules", "spatial_pool", "unet_features"]
 

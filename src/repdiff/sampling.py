@@ -157,7 +157,7 @@ def empirical_denoiser_fn(X: torch.Tensor) -> Denoiser:
 
     The memorization reference of Chapter 7: sampling with it returns training points.
     """
-    from .theory import empirical_denoiser
+    from repdiff.theory import empirical_denoiser
 
     if not isinstance(X, torch.Tensor):
         X = torch.as_tensor(X)

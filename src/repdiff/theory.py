@@ -14,8 +14,8 @@ import math
 import numpy as np
 import torch
 
-from ._arrays import ArrayLike, like_input, require_finite, require_positive, to_tensor
-from .notebook import CheckResult, check, check_range
+from repdiff._arrays import ArrayLike, like_input, require_finite, require_positive, to_tensor
+from repdiff.notebook import CheckResult, check, check_range
 
 __all__ = [
     "empirical_denoiser",
@@ -881,8 +881,10 @@ def check_separable(clusters: list[ArrayLike], sigma: float, *, min_margin: floa
     """Check the separability assumption of Definition 3.1 for a partition of the training set (Ch. 3-4):
     β < 0 (negatively correlated cluster means) and margin ≥ ``min_margin`` noise standard deviations.
 
-    Returns :func:`repdiff.data.separability`'s dict. Rejects positively correlated data (e.g. X + 1)."""
-    from .data import separability  # data does not import theory; kept local to leave the top imports alone
+    Returns :func:`repdiff.data.synthetic.separability`'s dict. Rejects positively correlated data (e.g. X + 1)."""
+    from repdiff.data.synthetic import (
+        separability,  # data does not import theory; kept local to leave the top imports alone
+    )
 
     sep = separability([np.atleast_2d(np.asarray(c, dtype=np.float64)) for c in clusters])
     check_range("beta (largest cosine between cluster means) is negative", sep["beta"], high=-1e-6)

@@ -77,7 +77,7 @@ def phase_explorer(
 
     Args:
         measures: name → values of length ``len(ns)·len(ps)·len(sigmas)`` in the order of
-            ``np.meshgrid(ns, ps, sigmas, indexing="ij")`` (what :func:`repdiff.phase.phase_metrics` returns
+            ``np.meshgrid(ns, ps, sigmas, indexing="ij")`` (what :func:`repdiff.dae.phase.phase_metrics` returns
             for a grid built that way).
         ns, ps, sigmas: the grid's axes. labels: optional display names of the measures.
 

@@ -10,8 +10,8 @@ def test_q5_memorizing_model(measure, np, torch, ReLUDAE):
     """A model built from the memorization closed form copies every training point and is one-hot."""
     import repdiff
     from repdiff.grading import answer
-    Xs = repdiff.data.separable_samples(4, 16, norm=3.0, seed=1)
-    Xt = repdiff.data.separable_samples(4, 16, norm=3.0, seed=2)
+    Xs = repdiff.data.synthetic.separable_samples(4, 16, norm=3.0, seed=1)
+    Xt = repdiff.data.synthetic.separable_samples(4, 16, norm=3.0, seed=2)
     m = ReLUDAE(16, 8, tied=True, dtype=torch.float64)
     with torch.no_grad():
         m.W1.copy_(torch.as_tensor(repdiff.theory.memorization_solution(Xs, 8, 0.2, 0.001)))

@@ -7,7 +7,7 @@ points = 3
 
 @test_case(points=None, hidden=False)
 def test_q4_matches_course(detector_score, pipe, latent_noise, torch, np):
-    from repdiff import detection
+    from repdiff.sd import detection
     from repdiff.grading import answer, assert_close
     size = pipe.vae.config.sample_size
     images = torch.rand((4, 3, size, size), generator=torch.Generator().manual_seed(3)) * 2 - 1

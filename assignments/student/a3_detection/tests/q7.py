@@ -7,7 +7,7 @@ points = 1
 
 @test_case(points=None, hidden=False)
 def test_q7_slopes(slopes_gen, slopes_mem, ratio, attr_gen, attr_mem, a_values, n_steer, np):
-    from repdiff import steering
+    from repdiff.sd import steering
     from repdiff.grading import assert_close
     for name, v in [('slopes_gen', slopes_gen), ('slopes_mem', slopes_mem), ('ratio', ratio)]:
         assert v is not None and v is not Ellipsis, f'{name} is not computed yet: replace its `...`'

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import detection, metrics, tiny_sd
+from repdiff import metrics
+from repdiff.sd import detection, tiny_sd
 
 __all__ = ["GROUPS", "Screening", "screen", "reference_set", "LabelSummary", "label_summary", "Scores",
            "score_generations", "Comparison", "layer_sweep", "own_copies",
@@ -134,7 +135,7 @@ def reference_set(pipe, path: str | Path | None = None) -> tuple[torch.Tensor, n
     """The training images the 1/3 rule compares against, after a VAE round trip.
 
     The planted posters and the control posters (``read_prompt_images``), then the compositional training
-    images of the model's recipe (:func:`repdiff.tiny_sd.make_dataset`). A generation goes through the VAE's
+    images of the model's recipe (:func:`repdiff.sd.tiny_sd.make_dataset`). A generation goes through the VAE's
     decoder, so a perfect copy of a training image looks like its reconstruction, not like the image itself.
 
     Returns:

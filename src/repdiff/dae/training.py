@@ -1,6 +1,6 @@
 """Training the DAEs of Part I on the paper's objective (Eq. 6), with the λ-term written out explicitly.
 
-- :func:`train_dae`: a :class:`~repdiff.models.ReLUDAE` trained by Adam, RMSprop or SGD on
+- :func:`train_dae`: a :class:`~repdiff.dae.models.ReLUDAE` trained by Adam, RMSprop or SGD on
   (1/m) Σ_batch ‖f(x_i + σε) − x_i‖² + λ(‖W1‖²_F + ‖W2‖²_F), fresh noise every step (Chapters 3-6).
 - :func:`fit_linear_dae`: the *linear* DAE trained on its exact expected loss
   (:func:`repdiff.theory.linear_dae_loss`) from a random start, Adam then L-BFGS (Chapter 2).
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._arrays import ArrayLike, to_tensor
-from .models import ReLUDAE
-from .theory import linear_dae_loss
+from repdiff._arrays import ArrayLike, to_tensor
+from repdiff.dae.models import ReLUDAE
+from repdiff.theory import linear_dae_loss
 
 __all__ = ["train_dae", "fit_linear_dae"]
 
@@ -72,7 +72,8 @@ def train_dae(
         the previous record), ``final_loss`` (float), ``seconds`` (float) and the settings used.
     """
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (e.g. repdiff.models.ReLUDAE), got {type(model).__name__}")
+        raise TypeError(f"model must be a torch.nn.Module (e.g. repdiff.dae.models.ReLUDAE), "
+                        f"got {type(model).__name__}")
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
     if schedule not in ("constant", "cosine"):

@@ -28,7 +28,7 @@ determines the trained weights (same seed, same numbers on one machine). The cou
 :data:`MEM_RECIPE`, :data:`GEN_RECIPE` and :data:`MOG_RECIPE`. They train in seconds on a CPU, so no
 checkpoint is shipped; to store one (``data/toy_diffusion/<name>/``, loaded by :func:`load_or_train`)::
 
-    python -m repdiff.toy_diffusion data/toy_diffusion/mem/recipe.json
+    python -m repdiff.dae.toy_diffusion data/toy_diffusion/mem/recipe.json
 
 which trains from the recipe file and writes ``model.safetensors`` next to it.
 """
@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .notebook import check_range
+from repdiff.notebook import check_range
 
 __all__ = [
     "Recipe",
@@ -286,13 +286,13 @@ def make_training_data(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | N
     """The training set ``(n, d)`` a recipe's ``data`` entry names, and cluster labels ``(n,)`` (MoG only)."""
     kind = data.get("kind")
     if kind == "digits":
-        from .data import load_digits
+        from repdiff.data.synthetic import load_digits
 
         if "indices" in data:
             return load_digits()[np.asarray(data["indices"], dtype=int)], None
         return load_digits(n=int(data["n"]), seed=int(data.get("seed", 0)), shuffle=True), None
     if kind == "mog":
-        from .data import GaussianMixture
+        from repdiff.data.synthetic import GaussianMixture
 
         means, covs, _ = mog_clusters(
             K=int(data.get("K", 4)), d=int(data.get("d", 32)), rank=int(data.get("rank", 2)),
@@ -404,7 +404,7 @@ def load(folder: str | Path, *, device: str | torch.device = "cpu") -> tuple[Tim
     if not rpath.is_file():
         raise FileNotFoundError(f"{rpath} is missing: a checkpoint folder needs its recipe.json")
     if not wpath.is_file():
-        raise FileNotFoundError(f"{wpath} is missing; recreate it with: python -m repdiff.toy_diffusion {rpath}")
+        raise FileNotFoundError(f"{wpath} is missing; recreate it with: python -m repdiff.dae.toy_diffusion {rpath}")
     recipe = Recipe.from_json(rpath.read_text())
     with safe_open(str(wpath), framework="pt") as fh:
         stored = (fh.metadata() or {}).get("recipe")
@@ -429,13 +429,13 @@ def load_or_train(
     """Load the checkpoint in ``folder`` if it exists and was made from ``recipe``; else train from scratch.
 
     ``folder`` defaults to ``data/toy_diffusion/<recipe.name>/`` in the repository, where
-    ``python -m repdiff.toy_diffusion data/toy_diffusion/<name>/recipe.json`` writes a checkpoint.
+    ``python -m repdiff.dae.toy_diffusion data/toy_diffusion/<name>/recipe.json`` writes a checkpoint.
     A checkpoint made from a different recipe is ignored (the model is trained instead).
 
     Returns ``(model, how)`` with ``how`` a one-line description ("loaded …" or "trained … in N s").
     """
     if folder is None:
-        from .paths import data_path
+        from repdiff.paths import data_path
 
         folder = data_path("toy_diffusion", recipe.name, must_exist=False)
     if folder is not None:
@@ -491,7 +491,7 @@ MOG_RECIPE = Recipe(
 def negatively_correlated_digits(max_n: int = 7) -> list[int]:
     """Greedy choice of digit indices whose versions centred by the mean of all digits have pairwise
     negative inner products (at most ``max_n``; scanning the 1,797 digits in order). Chapter 7."""
-    from .data import load_digits
+    from repdiff.data.synthetic import load_digits
 
     X = load_digits()
     Xc = X - X.mean(0)
@@ -525,7 +525,7 @@ def trajectory_spikiness(
     ``trajectory`` is the list that :func:`repdiff.sampling.sample` returns (``T + 1`` tensors ``(N, d)``).
     Returns two arrays ``(T + 1, N)``. Chapter 7's figure.
     """
-    from .metrics import participation_ratio, representation_std
+    from repdiff.metrics import participation_ratio, representation_std
 
     if model.has_bias:
         raise ValueError("trajectory_spikiness needs a model without σ-dependent biases")
@@ -599,7 +599,7 @@ def check_median_larger(what: str, a: np.ndarray | torch.Tensor, b: np.ndarray |
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m repdiff.toy_diffusion RECIPE.json``: train and write model.safetensors beside it."""
+    """``python -m repdiff.dae.toy_diffusion RECIPE.json``: train and write model.safetensors beside it."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("recipe", type=Path, help="path of a recipe.json")
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._arrays import require_finite, require_positive
+from repdiff._arrays import require_finite, require_positive
 
 __all__ = [
     "load_dataset",
@@ -290,9 +290,9 @@ def load_dataset(spec: dict):
     """The exact training tensor a recipe's ``data`` entry describes: ``(N, C, H, W)`` in [−1, 1] (Part III).
 
     Thin entry point; the loaders (procedural images, digits, MNIST, CIFAR-10, CelebA) and the spec format
-    live in :func:`repdiff.datasets.load_dataset`. A data set that is not on disk raises
-    ``repdiff.datasets.DatasetNotAvailable`` with a message saying how to get it.
+    live in :func:`repdiff.data.real.load_dataset`. A data set that is not on disk raises
+    ``repdiff.data.real.DatasetNotAvailable`` with a message saying how to get it.
     """
-    from .datasets import load_dataset as _load_dataset
+    from repdiff.data.real import load_dataset as _load_dataset
 
     return _load_dataset(spec)

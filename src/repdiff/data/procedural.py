@@ -68,7 +68,7 @@ def procedural_images(n: int, *, size: int = 16, seed: int = 0, offset: int = 0)
         offset: index of the first image (≥ 0); ``offset=n`` gives a set disjoint from ``offset=0``.
 
     Returns:
-        ``(n, 1, size, size)`` float32 in [−1, 1] (Chapters 9-11, via :func:`repdiff.datasets.load_dataset`).
+        ``(n, 1, size, size)`` float32 in [−1, 1] (Chapters 9-11, via :func:`repdiff.data.real.load_dataset`).
     """
     for name, value, low in (("n", n, 1), ("size", size, 8), ("seed", seed, 0), ("offset", offset, 0)):
         if int(value) != value or value < low:

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import metrics, theory
-from ._arrays import ArrayLike, require_finite, to_tensor
-from .notebook import CheckFailed, check_range
+from repdiff import metrics, theory
+from repdiff._arrays import ArrayLike, require_finite, to_tensor
+from repdiff.notebook import CheckFailed, check_range
 
 __all__ = [
     "representation_stats",
@@ -73,7 +73,7 @@ __all__ = [
 
 
 def _weights(model_or_W1: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(W1, W2 or None)`` as float64 tensors from a :class:`~repdiff.models.ReLUDAE` or a ``(d, p)`` W1."""
+    """``(W1, W2 or None)`` as float64 tensors from a :class:`~repdiff.dae.models.ReLUDAE` or a ``(d, p)`` W1."""
     if isinstance(model_or_W1, torch.nn.Module):
         return model_or_W1.W1.detach().double().cpu(), model_or_W1.W2.detach().double().cpu()
     W1, _ = to_tensor(model_or_W1, "W1")
@@ -109,7 +109,7 @@ def representation_stats(
     Used by Chapter 6 (distributions, paper Fig. 4) and Chapter 5 (medians per model of the sweep).
 
     Args:
-        model_or_W1: a :class:`~repdiff.models.ReLUDAE` or its encoder weights ``(d, p)``.
+        model_or_W1: a :class:`~repdiff.dae.models.ReLUDAE` or its encoder weights ``(d, p)``.
         X: clean inputs ``(n, d)``. sigma: σ >= 0. n_draws: noise draws per input. seed: noise seed.
 
     Returns:
@@ -140,7 +140,7 @@ def denoising_psnr(
     reported for [0, 1] images *or* for [−1, 1] images with peak 1: the two differ by 20 log10 2 ≈ 6.02 dB.
 
     Args:
-        model: a :class:`~repdiff.models.ReLUDAE` (anything with ``forward`` on ``(m, d)`` and ``W1``).
+        model: a :class:`~repdiff.dae.models.ReLUDAE` (anything with ``forward`` on ``(m, d)`` and ``W1``).
         X: clean images ``(n, d)``. sigma: σ > 0. n_draws, seed: noise draws per image and their seed.
 
     Returns:
@@ -248,7 +248,7 @@ def train_dae_grid(
     """Train one two-layer ReLU DAE per entry of ``(n, p, sigma)`` at once, with batched matrix products.
 
     Model b is f_b(x) = W2_b relu(W1_bᵀ x) with p_b units, trained on the first ``n[b]`` rows of ``X`` at
-    noise level ``sigma[b]`` on the paper's objective (Eq. 6, as :func:`repdiff.training.train_dae`):
+    noise level ``sigma[b]`` on the paper's objective (Eq. 6, as :func:`repdiff.dae.training.train_dae`):
 
         L_b = (1/R) Σ_r ‖f_b(x_r + σ_b ε_r) − x_r‖² + λ (‖W1_b‖²_F + ‖W2_b‖²_F),
 
@@ -262,7 +262,7 @@ def train_dae_grid(
         X: ``(N, d)`` pool of training points; model b uses ``X[:n[b]]``.
         n, p, sigma: equal-length sequences (length B) of sizes (1 <= n_b <= N), widths (>= 1) and σ_b > 0.
         lam: λ >= 0. steps, lr: Adam steps and learning rate. rows: R (default: max n).
-        init_std: initial weight scale (default 1/sqrt(d), as :class:`~repdiff.models.ReLUDAE`).
+        init_std: initial weight scale (default 1/sqrt(d), as :class:`~repdiff.dae.models.ReLUDAE`).
         seed: seeds the initialisation and the noise. progress: show a tqdm bar.
 
     Returns:

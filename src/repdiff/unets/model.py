@@ -1,6 +1,6 @@
 """Small diffusers U-Nets for Part III: construction from a recipe, noise parametrisations, sampling, loading.
 
-A *recipe* (a JSON file; :mod:`repdiff.train` trains one) has a ``model`` entry (keyword arguments of
+A *recipe* (a JSON file; :mod:`repdiff.unets.train` trains one) has a ``model`` entry (keyword arguments of
 ``diffusers.UNet2DModel``, merged over :data:`DEFAULT_MODEL`) and a ``scheduler`` entry (of
 ``diffusers.DDIMScheduler``, merged over :data:`DEFAULT_SCHEDULER`). The network predicts the noise ε
 (the standard DDPM objective) on the variance-preserving (VP) chain x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε.
@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .notebook import check_range
-from .sampling import sample
+from repdiff.notebook import check_range
+from repdiff.sampling import sample
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -260,7 +260,7 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu"):
     if not (path / "model_index.json").is_file():
         raise FileNotFoundError(
             f"{path} is not a diffusers pipeline folder (no model_index.json). Train it with "
-            f"`python -m repdiff.train {path / 'recipe.json'}` or use a clone of the repository that ships data/."
+            f"`python -m repdiff.unets.train {path / 'recipe.json'}` or use a clone of the repository that ships data/."
         )
     pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True)
     pipe.unet.to(device).eval()

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .detection import decode_latents, encode_images, encode_prompts, generate, renoise, representations
-from .metrics import mean_interval
-from .theory import empirical_denoiser
+from repdiff.metrics import mean_interval
+from repdiff.sd.detection import decode_latents, encode_images, encode_prompts, generate, renoise, representations
+from repdiff.theory import empirical_denoiser
 
 __all__ = [
     "STEERING_SITES",
@@ -75,7 +75,7 @@ def concept_vectors(pipe, images, concept_prompt: str, sites: Sequence[str] = ST
 
     Args:
         images: ``(N, 3, H, W)`` in [-1, 1], images of the target concept (or diffusers' [0, 1] images with
-            ``value_range=(0, 1)``, uint8 or PIL images: :func:`repdiff.detection.as_model_images`).
+            ``value_range=(0, 1)``, uint8 or PIL images: :func:`repdiff.sd.detection.as_model_images`).
         concept_prompt: the condition c̄ used while reading the representations.
         spatial: keep the map (the mean feature map of the set; Chapter 14's position concept) instead of
             pooling it to one value per channel (the authors' code).
@@ -114,7 +114,7 @@ def steer(unet: torch.nn.Module, vectors: dict[str, torch.Tensor], a: float, *, 
     block's output size (:func:`concept_vectors` with ``spatial=True``).
 
     Calls are counted from ``first_call`` when the ``with`` block opens (one per sampling step when the guided
-    batch is evaluated in one call, as :func:`repdiff.detection.generate` and ``StableDiffusionPipeline`` do;
+    batch is evaluated in one call, as :func:`repdiff.sd.detection.generate` and ``StableDiffusionPipeline`` do;
     pass ``first_call=k`` when sampling resumes at step ``k``, ``generate(..., start_step=k)``). With
     ``conditional_half`` only the second half of the batch (the conditional branch) is changed. Hooks are
     removed on exit, always. Yields a dict holding the call counter.
@@ -264,7 +264,7 @@ def push_retention(pipe, images: torch.Tensor, prompts: Sequence[str], timesteps
         images: ``(N, 3, H, W)`` in [-1, 1].
         prompts: ``N`` prompts, the condition of each image (guided with the empty prompt, as in sampling).
         timesteps: training timesteps in ``[0, 1000)``.
-        memorizer: optional ``(M, C, h, w)`` training latents (:func:`~repdiff.detection.encode_images`): use
+        memorizer: optional ``(M, C, h, w)`` training latents (:func:`~repdiff.sd.detection.encode_images`): use
             the optimal denoiser of their empirical distribution (paper Eq. 3, a perfect memorizer) instead of
             the U-Net; ``prompts`` and ``guidance`` are then unused.
     Returns:
@@ -349,7 +349,7 @@ def latent_gain(pipe, latents: torch.Tensor, prompts: Sequence[str], directions:
     (``seed``): a direction parallel to the noise itself is not a shift the denoiser can tell from noise level.
 
     Args:
-        latents: ``(N, C, h, w)`` clean latents (:func:`~repdiff.detection.encode_images`).
+        latents: ``(N, C, h, w)`` clean latents (:func:`~repdiff.sd.detection.encode_images`).
         prompts: ``N`` prompts, one per latent (guided with the empty prompt, as in sampling).
         directions: ``(N, C, h, w)`` one direction per latent (any nonzero length).
         timesteps: training timesteps in ``[0, 1000)``.
@@ -458,7 +458,7 @@ def sweep(pipe, vectors: dict[str, torch.Tensor], a_values: Sequence[float], pro
     """Steered samples at each strength: ``K`` tensors ``(P, 3, H, W)`` in [-1, 1] (Chapter 14).
 
     Sampling resumes at step ``from_step`` from ``latents_at`` (the latents entering that step of an unsteered
-    run, :attr:`repdiff.detection.Generation.latents_at`): steps before the window are the same at every
+    run, :attr:`repdiff.sd.detection.Generation.latents_at`): steps before the window are the same at every
     strength, so they are run once. ``a = 0`` is sampled too (it reproduces the unsteered run).
     """
     if not 0 <= from_step <= window[0] <= window[1] <= steps:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import ArrayLike, like_input, require_finite, to_tensor
+from repdiff._arrays import ArrayLike, like_input, require_finite, to_tensor
 
 __all__ = [
     "CELEBA_REPO",
@@ -45,7 +45,7 @@ CELEBA_REPO = "eurecom-ds/celeba"
 def digits_with_labels() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 digits in [−1, 1] and their classes: ``(1797, 64)`` float64, ``(1797,)`` int.
 
-    Same pixel scaling as :func:`repdiff.data.load_digits` (0…16 ↦ −1…1), in the bundled order.
+    Same pixel scaling as :func:`repdiff.data.synthetic.load_digits` (0…16 ↦ −1…1), in the bundled order.
     """
     from sklearn.datasets import load_digits as _sk_load_digits
 

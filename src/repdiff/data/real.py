@@ -3,7 +3,7 @@
 :func:`load_dataset` turns a recipe's ``data`` entry into the exact training tensor, values in [−1, 1],
 shape ``(N, C, H, W)``, float32. The names it knows:
 
-- ``"procedural"`` (offline, the default): :func:`repdiff.procedural.procedural_images`.
+- ``"procedural"`` (offline, the default): :func:`repdiff.data.procedural.procedural_images`.
   Keys ``n``, ``size`` (16), ``seed`` (0), ``offset`` (0), and for planted duplicates (Chapter 11's hybrid model)
   ``dup_count`` / ``dup_copies``: the first ``dup_count`` images appear ``dup_copies`` times each (the copies
   are appended, so the tensor has ``n + dup_count·(dup_copies − 1)`` rows).
@@ -16,8 +16,8 @@ shape ``(N, C, H, W)``, float32. The names it knows:
   read with numpy; nothing is unpickled). Keys ``n``, ``offset``, ``size`` (32), ``grey`` (False), ``split``,
   ``root``, ``download``.
 - ``"celeba"``: a local grey copy (``.npz`` or a hub ``.parquet`` shard) read with
-  :func:`repdiff.image_datasets.load_image_file`; with ``download`` it is streamed from the hub first
-  (:func:`repdiff.image_datasets.celeba_from_hub`). Keys ``n``, ``offset``, ``size`` (32), ``path``, ``download``.
+  :func:`repdiff.data.images.load_image_file`; with ``download`` it is streamed from the hub first
+  (:func:`repdiff.data.images.celeba_from_hub`). Keys ``n``, ``offset``, ``size`` (32), ``path``, ``download``.
 
 MNIST, CIFAR-10 and CelebA are for Colab (they need network once); offline, a spec naming one that is not
 on disk fails with a :class:`DatasetNotAvailable` error whose message says how to get it. Downloads use the
@@ -184,7 +184,7 @@ def _fetch(url: str, dest: Path) -> Path:
     import urllib.request
 
     if dest.name not in CHECKSUMS:
-        raise ValueError(f"no pinned checksum for {dest.name!r}: only files in repdiff.datasets.CHECKSUMS are fetched")
+        raise ValueError(f"no pinned checksum for {dest.name!r}: only files in repdiff.data.real.CHECKSUMS are fetched")
     expected = CHECKSUMS[dest.name]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(dest.suffix + ".part")
@@ -193,7 +193,7 @@ def _fetch(url: str, dest: Path) -> Path:
         got = md5sum(tmp)
         if got != expected:
             raise ChecksumMismatch(f"{dest.name} downloaded from {url} has MD5 {got}, expected {expected} "
-                                   f"(pinned in repdiff.datasets.CHECKSUMS): the file was not kept")
+                                   f"(pinned in repdiff.data.real.CHECKSUMS): the file was not kept")
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -254,9 +254,9 @@ def download_cifar10(root: str | Path | None = None) -> Path:
 
 def _how_to_get(name: str, where: Path | str) -> str:
     how = {
-        "mnist": "repdiff.datasets.download_mnist(root) (needs network, e.g. Colab), or set \"download\": true",
-        "cifar10": "repdiff.datasets.download_cifar10(root) (needs network, e.g. Colab), or set \"download\": true",
-        "celeba": "repdiff.image_datasets.celeba_from_hub(n, cache=path) (needs network and `pip install "
+        "mnist": "repdiff.data.real.download_mnist(root) (needs network, e.g. Colab), or set \"download\": true",
+        "cifar10": "repdiff.data.real.download_cifar10(root) (needs network, e.g. Colab), or set \"download\": true",
+        "celeba": "repdiff.data.images.celeba_from_hub(n, cache=path) (needs network and `pip install "
         "datasets`, e.g. Colab), or set \"download\": true",
     }[name]
     return (
@@ -329,7 +329,7 @@ def load_dataset(spec: dict[str, Any] | str | Path) -> torch.Tensor:
     offset = int(spec.get("offset", 0))
 
     if name == "procedural":
-        from .procedural import procedural_images
+        from repdiff.data.procedural import procedural_images
 
         if n is None:
             raise ValueError("the procedural stream is unbounded: give n")
@@ -381,7 +381,7 @@ def load_dataset(spec: dict[str, Any] | str | Path) -> torch.Tensor:
         return _resize(x, int(spec.get("size", 32))).clamp(-1, 1)
 
     # celeba: reuse the grey 32×32 CelebA reader of Chapter 6
-    from . import image_datasets
+    from repdiff.data import images as image_datasets
 
     size = int(spec.get("size", 32))
     path = Path(spec.get("path") or default_root("celeba") / f"celeba_grey{size}.npz")

@@ -4,7 +4,7 @@ A ReLU DAE is piecewise linear: at a noisy input y its Jacobian is
 
     J(y) = W2 diag(a(σ) ⊙ 1[W1ᵀ(y − c) > 0]) W1ᵀ + s I          (d, d)
 
-(for the time-conditioned model of :mod:`repdiff.toy_diffusion`; a = 1, c = 0, s = 0 for the plain DAE).
+(for the time-conditioned model of :mod:`repdiff.dae.toy_diffusion`; a = 1, c = 0, s = 0 for the plain DAE).
 Paper Cor. 3.2 predicts J ≈ r_i² x_i x_iᵀ (rank one, along the stored sample) near a memorized sample,
 Cor. 3.3 predicts J ≈ the rank-p_k Wiener map of the active cluster for a generalizing model.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch.func import jacrev, vmap
 
-from .notebook import CheckFailed, check_range
+from repdiff.notebook import CheckFailed, check_range
 
 __all__ = [
     "denoiser_jacobian",
@@ -89,7 +89,7 @@ def denoiser_jacobian(denoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
 def relu_dae_jacobian(model, x: torch.Tensor, sigma: float) -> torch.Tensor:
     """The closed form W2 diag(a(σ) ⊙ 1[pre-activation > 0]) W1ᵀ + s I for each row: ``(N, d, d)``.
 
-    ``model`` is a :class:`repdiff.toy_diffusion.TimeConditionedReLUDAE`.
+    ``model`` is a :class:`repdiff.dae.toy_diffusion.TimeConditionedReLUDAE`.
     """
     x = _check_points(x, model.d).to(model.W1)
     sigma = _check_sigma(sigma)

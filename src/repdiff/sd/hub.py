@@ -18,7 +18,7 @@
 - :func:`sd14_unet_config`, :func:`sd14_vae_config`, :func:`sd14_text_config` and :func:`sd14_scheduler_config`
   hold SD v1.4's configurations, and :func:`random_sd14_pipeline` builds the full architecture with random weights
   (no download): the representation code is tested offline on it, and ``scripts/gpu_check.sh`` measures its
-  memory and time on a GPU (:mod:`repdiff.sd_gpu_check`).
+  memory and time on a GPU (:mod:`repdiff.sd.gpu_check`).
 
 A Colab cell of Chapters 13-14 (every batch bounded for a T4, the cost printed first, a disconnect resumes)::
 
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._compat import DTYPE_KEYWORD_SINCE, _parse_version, diffusers_version, dtype_keyword  # noqa: F401
+from repdiff._compat import DTYPE_KEYWORD_SINCE, _parse_version, diffusers_version, dtype_keyword  # noqa: F401
 
 __all__ = [
     "SD14_ID",
@@ -115,7 +115,7 @@ def require_gpu_and_hub(*, need_gpu: bool = True, check_hub: Callable[[], bool] 
             f"The Stable Diffusion v1.4 path needs a GPU and the Hugging Face hub (about "
             f"{_sd14_download_gb(torch.float16, 'fp16'):.1f} GB of fp16 weights and the public prompt lists are "
             "downloaded at run time): " + "; ".join(problems) + ". "
-            "Everything in this chapter also runs offline on the course's tiny model (repdiff.tiny_sd)."
+            "Everything in this chapter also runs offline on the course's tiny model (repdiff.sd.tiny_sd)."
         )
 
 
@@ -254,9 +254,9 @@ def t4_batch_sizes(pipe, height: int = 512, width: int = 512, *, free_bytes: int
     """Batch sizes for Chapters 12-14's calls that fit a free 15 GB T4 (or ``free_bytes``, if given).
 
     Returns:
-        ``"generate"``: prompts per batch of :func:`repdiff.detection.generate` (guided: two U-Net inputs per
-        prompt; each batch is decoded at once), ``"wen"``: prompts per :func:`repdiff.detection.wen_scores` batch,
-        ``"detect"``: images per :func:`repdiff.detection.detector_scores` batch (one VAE encode and one U-Net pass),
+        ``"generate"``: prompts per batch of :func:`repdiff.sd.detection.generate` (guided: two U-Net inputs per
+        prompt; each batch is decoded at once), ``"wen"``: prompts per :func:`repdiff.sd.detection.wen_scores` batch,
+        ``"detect"``: images per :func:`repdiff.sd.detection.detector_scores` batch (one VAE encode and one U-Net pass),
         ``"encode"`` / ``"decode"``: images per VAE batch, ``"unet"``: U-Net inputs per batch. ``cap`` bounds
         prompts and images per batch (larger batches buy little on a T4).
     """
@@ -587,12 +587,12 @@ def random_sd14_pipeline(device: str | torch.device = "cpu", dtype: torch.dtype 
     :func:`sd14_text_config`; the tokenizer is a ``CLIPTokenizer`` over a few words (other words become the
     unknown token), padded to CLIP's 77 tokens. ``small=True`` keeps the layout (four U-Net levels, three resnets
     in ``up_blocks.0``, four VAE levels, 77 tokens, CLIP's vocabulary) at tiny widths for 64×64 images on a CPU.
-    Used by the tests and by :mod:`repdiff.sd_gpu_check`.
+    Used by the tests and by :mod:`repdiff.sd.gpu_check`.
     """
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from .tiny_sd import build_tokenizer
+    from repdiff.sd.tiny_sd import build_tokenizer
 
     unet_cfg, vae_cfg, text_cfg = sd14_unet_config(), sd14_vae_config(), sd14_text_config()
     if small:

@@ -1,35 +1,35 @@
 """SD v1.4's architecture, random weights, through Part IV's GPU path: does it fit a free Colab T4? (Chapters 12-14)
 
-``scripts/gpu_check.sh`` runs ``python -m repdiff.sd_gpu_check``: the full SD v1.4 U-Net, VAE and CLIP text encoder
-(:func:`repdiff.sd_hub.random_sd14_pipeline`, nothing downloaded) in fp16 at 512×512, through every GPU stage the
-chapters' Colab cells run, each with the batch sizes :func:`repdiff.sd_hub.t4_batch_sizes` picks for a 15 GB T4:
+``scripts/gpu_check.sh`` runs ``python -m repdiff.sd.gpu_check``: the full SD v1.4 U-Net, VAE and CLIP text encoder
+(:func:`repdiff.sd.hub.random_sd14_pipeline`, nothing downloaded) in fp16 at 512×512, through every GPU stage the
+chapters' Colab cells run, each with the batch sizes :func:`repdiff.sd.hub.t4_batch_sizes` picks for a 15 GB T4:
 
 0. ``build`` and ``load``: the random pipeline is saved in the hub's layout (``fp16`` variant) and read back
-   with :func:`repdiff.sd_hub.load_sd14`, the loader the Colab cells use, on this machine's libraries.
+   with :func:`repdiff.sd.hub.load_sd14`, the loader the Colab cells use, on this machine's libraries.
 1. ``probe``: one U-Net batch, one VAE encode and one VAE decode at those sizes; the memory per item is compared
-   with :data:`repdiff.sd_hub.PER_ITEM_BYTES` (what the batch sizes are planned from).
-2. ``estimate``: :func:`repdiff.sd_hub.estimate_run` (what a Colab run prints before it starts).
-3. ``generate``: guided DDIM sampling (:func:`repdiff.detection.generate`, 30 steps, guidance 7.5).
+   with :data:`repdiff.sd.hub.PER_ITEM_BYTES` (what the batch sizes are planned from).
+2. ``estimate``: :func:`repdiff.sd.hub.estimate_run` (what a Colab run prints before it starts).
+3. ``generate``: guided DDIM sampling (:func:`repdiff.sd.detection.generate`, 30 steps, guidance 7.5).
 4. ``pipeline``: ``StableDiffusionPipeline.__call__`` through the resumable cache
-   (:func:`repdiff.sd_hub.generate_cached_batches`), run twice: the second run must generate nothing.
-5. ``detector``: the paper's detector (:func:`repdiff.detection.detector_scores`: VAE encode, re-noise to t = 10,
+   (:func:`repdiff.sd.hub.generate_cached_batches`), run twice: the second run must generate nothing.
+5. ``detector``: the paper's detector (:func:`repdiff.sd.detection.detector_scores`: VAE encode, re-noise to t = 10,
    one U-Net pass with the empty prompt, ``up_blocks.0.resnets.2`` max-pooled, Std).
-6. ``wen``: Wen et al.'s first-step score (:func:`repdiff.detection.wen_scores`).
-7. ``concept``: the authors' steering vectors from 50 reference images (:func:`repdiff.steering.concept_vectors`,
+6. ``wen``: Wen et al.'s first-step score (:func:`repdiff.sd.detection.wen_scores`).
+7. ``concept``: the authors' steering vectors from 50 reference images (:func:`repdiff.sd.steering.concept_vectors`,
    mean-pooled at the authors' five blocks, t = 10, with the concept prompt).
 8. ``steering``: ``a·v`` added to the conditional half at those blocks during the authors' window (U-Net calls
-   18-37 of 40, guidance 3.5) for a few strengths (:func:`repdiff.steering.steer`).
+   18-37 of 40, guidance 3.5) for a few strengths (:func:`repdiff.sd.steering.steer`).
 
 For each stage it prints the seconds and the peak GPU memory (``torch.cuda.max_memory_allocated`` and
 ``max_memory_reserved``) and fails (exit status 1) if a stage raises, gives a non-finite or wrongly shaped
-result, or its peak reserved memory exceeds the T4 budget (:data:`repdiff.sd_hub.T4_BYTES`, 14 GiB = 15.0 GB).
+result, or its peak reserved memory exceeds the T4 budget (:data:`repdiff.sd.hub.T4_BYTES`, 14 GiB = 15.0 GB).
 Flash attention is switched off on GPUs that have it, so attention runs the memory-efficient kernel a T4 uses.
 
 ``--cpu-small`` runs the same stages on a CPU at 64×64 with tiny widths and 2 sampling steps (under a minute;
 ``tests/test_sd_hub.py`` runs it), which checks the wiring but not the memory.
 
 The chapters' functions are called through the ``api_*`` functions below, one line each: if a signature in
-:mod:`repdiff.detection` or :mod:`repdiff.steering` changes, the fix is here.
+:mod:`repdiff.sd.detection` or :mod:`repdiff.sd.steering` changes, the fix is here.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import detection, sd_hub, steering
+from repdiff.sd import detection, steering
+from repdiff.sd import hub as sd_hub
 
 __all__ = ["Settings", "GPU", "CPU_SMALL", "StageResult", "run_checks", "over_budget", "main"]
 
@@ -114,7 +115,7 @@ def api_wen(pipe, prompts, *, steps: int, batch_size: int) -> tuple[np.ndarray, 
 
 def api_concept_vectors(pipe, images: torch.Tensor, prompt: str, *, batch_size: int) -> dict[str, torch.Tensor]:
     """The authors' vectors; in chunks of ``batch_size`` images (weighted mean of chunk means) unless
-    :func:`repdiff.steering.concept_vectors` bounds its own batches."""
+    :func:`repdiff.sd.steering.concept_vectors` bounds its own batches."""
     fn, kw = steering.concept_vectors, dict(t=10, **_range_kw(steering.concept_vectors))
     if _accepts(fn, "batch_size"):
         return fn(pipe, images, prompt, steering.STEERING_SITES, batch_size=batch_size, **kw)
@@ -416,8 +417,8 @@ def _environment(device: torch.device) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m repdiff.sd_gpu_check [--cpu-small] [--json FILE]``; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="python -m repdiff.sd_gpu_check", description=__doc__.split("\n")[0])
+    """Command line: ``python -m repdiff.sd.gpu_check [--cpu-small] [--json FILE]``; returns the exit status."""
+    ap = argparse.ArgumentParser(prog="python -m repdiff.sd.gpu_check", description=__doc__.split("\n")[0])
     ap.add_argument("--cpu-small", action="store_true", help="64×64, tiny widths, 2 steps, on the CPU (< 1 min)")
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
     ap.add_argument("--budget-gib", type=float, default=sd_hub.T4_BYTES / 2**30,

@@ -13,7 +13,7 @@ Everything is built from one recipe (a JSON file, :data:`DEFAULT_RECIPE`), train
 with ``save_pretrained`` and loaded offline with ``StableDiffusionPipeline.from_pretrained(path)``
 (:func:`load_pipeline`). To retrain (GPU or CPU)::
 
-    python -m repdiff.tiny_sd data/tiny_sd/recipe.json --out data/tiny_sd
+    python -m repdiff.sd.tiny_sd data/tiny_sd/recipe.json --out data/tiny_sd
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import captioned
-from ._compat import check_pipeline_dtype, diffusers_dtype_kwargs
-from .paths import data_path
+from repdiff._compat import check_pipeline_dtype, diffusers_dtype_kwargs
+from repdiff.data import captioned
+from repdiff.paths import data_path
 
 __all__ = [
     "DEFAULT_RECIPE",
@@ -546,7 +546,7 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     path = Path(path) if path is not None else default_model_path()
     if not (path / "model_index.json").exists():
         raise FileNotFoundError(f"{path} holds no saved pipeline (model_index.json is missing); "
-                                f"retrain with: python -m repdiff.tiny_sd {path / 'recipe.json'} --out {path}")
+                                f"retrain with: python -m repdiff.sd.tiny_sd {path / 'recipe.json'} --out {path}")
     verbosity = dlogging.get_verbosity(), tlogging.get_verbosity()
     dlogging.set_verbosity_error()
     tlogging.set_verbosity_error()
@@ -626,7 +626,8 @@ def screen(pipe, prompts: list[str], references: torch.Tensor, *, own: list[int]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m repdiff.tiny_sd RECIPE.json [--out DIR] [--device cpu|cuda] [--threads N] [--resume-from DIR]``."""
+    """``python -m repdiff.sd.tiny_sd RECIPE.json [--out DIR] [--device cpu|cuda] [--threads N]
+    [--resume-from DIR]``."""
     ap = argparse.ArgumentParser(description="Train the course's tiny Stable Diffusion from a recipe.")
     ap.add_argument("recipe", help="recipe JSON (data/tiny_sd/recipe.json)")
     ap.add_argument("--out", default=None, help="output folder (default: the recipe's folder)")

@@ -1,11 +1,12 @@
-"""Train a small diffusers U-Net from a JSON recipe: ``python -m repdiff.train <recipe.json> [...]`` (Chapter 9).
+"""Train a small diffusers U-Net from a JSON recipe: ``python -m repdiff.unets.train <recipe.json> [...]`` (Chapter 9).
 
-The same command runs on a CPU, one GPU, or several (``accelerate launch -m repdiff.train <recipe>``), through
-Hugging Face Accelerate; several CPU processes start with ``torchrun --nproc_per_node N -m repdiff.train <recipe>``
+The same command runs on a CPU, one GPU, or several (``accelerate launch -m repdiff.unets.train <recipe>``), through
+Hugging Face Accelerate; several CPU processes start with
+``torchrun --nproc_per_node N -m repdiff.unets.train <recipe>``
 (``accelerate launch --cpu`` needs MPI for that). What a run does:
 
-- loads the exact training tensor of the recipe's ``data`` entry (:func:`repdiff.datasets.load_dataset`);
-- trains a ``UNet2DModel`` (:func:`repdiff.unet.build_unet`) on the standard DDPM objective: draw a step t and
+- loads the exact training tensor of the recipe's ``data`` entry (:func:`repdiff.data.real.load_dataset`);
+- trains a ``UNet2DModel`` (:func:`repdiff.unets.model.build_unet`) on the standard DDPM objective: draw a step t and
   noise ε, and regress ε from x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε with the mean squared error;
 - AdamW with a linear warm-up (``diffusers.optimization.get_scheduler("constant_with_warmup")``), gradient
   clipping, and an exponential moving average of the weights (``diffusers.training_utils.EMAModel``; the EMA
@@ -102,7 +103,7 @@ def git_commit() -> str:
     if os.environ.get("REPDIFF_COMMIT"):
         return os.environ["REPDIFF_COMMIT"]
     try:
-        from .paths import repo_root
+        from repdiff.paths import repo_root
 
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
         return out.stdout.strip() if out.returncode == 0 else "unknown"
@@ -115,7 +116,7 @@ def _worktree_dirty() -> bool | None:
     if os.environ.get("REPDIFF_COMMIT_DIRTY") is not None:
         return os.environ["REPDIFF_COMMIT_DIRTY"] == "1"
     try:
-        from .paths import repo_root
+        from repdiff.paths import repo_root
 
         out = subprocess.run(["git", "status", "--porcelain", "src"], cwd=repo_root(), capture_output=True, text=True,
                              timeout=10)
@@ -181,9 +182,9 @@ def train(
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
-    from .datasets import load_dataset
-    from .paths import repo_root
-    from .unet import build_scheduler, build_unet, count_parameters
+    from repdiff.data.real import load_dataset
+    from repdiff.paths import repo_root
+    from repdiff.unets.model import build_scheduler, build_unet, count_parameters
 
     recipe = load_recipe(recipe)
     cfg = train_config(recipe)
@@ -231,7 +232,7 @@ def train(
         if saved["recipe"] != recipe:
             raise ValueError(f"{state_path} was written by a different recipe; delete it or use --no-resume")
         if "lr_schedule" not in saved:
-            raise ValueError(f"{state_path} was written by an older repdiff.train; delete it or use --no-resume")
+            raise ValueError(f"{state_path} was written by an older repdiff.unets.train; delete it or use --no-resume")
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -337,7 +338,7 @@ def train(
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
         return record
-    from .unet import save_pipeline
+    from repdiff.unets.model import save_pipeline
 
     final = copy.deepcopy(accelerator.unwrap_model(model)).to("cpu").float().to(memory_format=torch.contiguous_format)
     ema.copy_to(final.parameters())
@@ -359,8 +360,9 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m repdiff.train RECIPE.json [RECIPE.json ...] [--output DIR] [--max-steps K]``."""
-    parser = argparse.ArgumentParser(prog="python -m repdiff.train", description="Train U-Net recipes (Chapter 9).")
+    """Command line: ``python -m repdiff.unets.train RECIPE.json [RECIPE.json ...] [--output DIR] [--max-steps K]``."""
+    parser = argparse.ArgumentParser(prog="python -m repdiff.unets.train",
+                                     description="Train U-Net recipes (Chapter 9).")
     parser.add_argument("recipes", nargs="+", help="recipe JSON file(s), trained one after the other")
     parser.add_argument("--output", help="run folder (only with one recipe; default: the recipe's 'output')")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps, leaving a resumable checkpoint")

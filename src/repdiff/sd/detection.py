@@ -15,7 +15,7 @@ The baseline (Wen et al., ICLR 2024) needs the prompt: the norm of the text-cond
 prediction, ``‖ε(x_t, c) − ε(x_t, ∅)‖₂``, at the first sampling step or averaged over all of them.
 
 Everything here works with any ``StableDiffusionPipeline``: the course's tiny model on a CPU, or SD v1.4 on a
-GPU (:mod:`repdiff.sd_hub`).
+GPU (:mod:`repdiff.sd.hub`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .metrics import participation_ratio, representation_std
+from repdiff.metrics import participation_ratio, representation_std
 
 __all__ = [
     "DETECTION_SITE",
@@ -77,7 +77,7 @@ def capture(model: torch.nn.Module, sites: Sequence[str]) -> Iterator[dict[str, 
     :class:`repdiff.representations.ActivationRecorder`. The ``post_norm2`` sites are this module's adapter:
     the recorder hooks module *outputs*, and no module outputs exactly the post-norm2 activation.
     """
-    from .representations import ActivationRecorder
+    from repdiff.representations import ActivationRecorder
 
     store: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
     plain = [s for s in sites if not s.endswith(".post_norm2")]

@@ -1,0 +1,26 @@
+"""The two-layer ReLU denoising autoencoder of the paper: model, training, sweeps and Jacobians (Parts I-II).
+
+- :mod:`repdiff.dae.models`  the ReLU DAE and its activation statistics (Chapters 3-6)
+- :mod:`repdiff.dae.training`  training on the paper's objective, Eq. 6 (Chapters 2-6)
+- :mod:`repdiff.dae.phase`  batched sweeps for the phase diagram, ReLU-mask leakage (Chapters 5-6)
+- :mod:`repdiff.dae.toy_diffusion`  a time-conditioned ReLU DAE sampled as a diffusion model (Chapter 7)
+- :mod:`repdiff.dae.jacobians`  exact denoiser Jacobians against the theory (Chapter 8)
+
+The closed forms live in :mod:`repdiff.theory` (their public import path).
+"""
+
+import importlib
+from typing import Any
+
+__all__ = ["jacobians", "models", "phase", "toy_diffusion", "training"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a submodule on first use (``repdiff.dae.<name>``), so that importing the package stays cheap."""
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

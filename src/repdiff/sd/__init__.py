@@ -1,0 +1,25 @@
+"""Stable Diffusion (Part IV): the tiny SD the course ships, SD v1.4 from the hub, detection and steering.
+
+- :mod:`repdiff.sd.tiny_sd`  the tiny SD-architecture model and its training (``python -m repdiff.sd.tiny_sd``)
+- :mod:`repdiff.sd.hub`  SD v1.4 in Colab (downloads, dtype, T4 batch sizes, cached generations)
+- :mod:`repdiff.sd.detection`  the prompt-free detector and Wen et al.'s baseline (Chapter 13)
+- :mod:`repdiff.sd.screening`  labelled generations shared by Chapters 12-14
+- :mod:`repdiff.sd.steering`  representation steering (Chapter 14)
+- :mod:`repdiff.sd.gpu_check`  the SD v1.4 architecture on a GPU (``scripts/gpu_check.sh``)
+"""
+
+import importlib
+from typing import Any
+
+__all__ = ["detection", "gpu_check", "hub", "screening", "steering", "tiny_sd"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a submodule on first use (``repdiff.sd.<name>``), so that importing the package stays cheap."""
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
