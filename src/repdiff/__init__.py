@@ -30,6 +30,7 @@ from repdiff.notebook import (
     CheckFailed,
     check,
     check_range,
+    checks,
     fast_mode,
     get_device,
     glue,
@@ -44,7 +45,7 @@ __version__ = "0.1.0"
 _SUBMODULES = ("bench", "dae", "data", "grading", "metrics", "noise", "notebook", "paths", "plotting",
                "representations", "sampling", "sd", "theory", "unets", "widgets")
 
-__all__ = [*_SUBMODULES, "CheckFailed", "check", "check_range", "fast_mode", "get_device", "glue", "glue_all",
+__all__ = [*_SUBMODULES, "CheckFailed", "check", "check_range", "checks", "fast_mode", "get_device", "glue", "glue_all",
            "in_colab", "seed_everything", "setup_notebook"]
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "CheckFailed",
     "check",
     "check_range",
+    "checks",
     "fast_mode",
     "get_device",
     "glue",
@@ -85,8 +86,23 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def setup_notebook(seed: int = 0, prefer: str = "auto") -> torch.device:
-    """The setup every chapter runs: figure style, seeds, device (with a one-line notice).
+def default_threads() -> int:
+    """The course's one thread policy for CPU work: a single thread on machines with at most two cores (the
+    course's small matrices and convolutions gain little from threads, and a busy second core makes two threads
+    slower), else up to four. ``OMP_NUM_THREADS``, when set, wins."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 1 if cores <= 2 else min(4, cores)
+
+
+def setup_notebook(seed: int = 0, prefer: str = "auto", threads: int | None = None) -> torch.device:
+    """The setup every chapter runs: figure style, seeds, CPU threads, device (with a one-line notice).
+
+    Args:
+        seed: seeds Python, numpy and torch (:func:`seed_everything`).
+        prefer: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`get_device`).
+        threads: torch's CPU threads; ``None`` applies :func:`default_threads`.
 
     Returns the chosen ``torch.device``.
     """
@@ -94,6 +110,10 @@ def setup_notebook(seed: int = 0, prefer: str = "auto") -> torch.device:
 
     use_course_style()
     seed_everything(seed)
+    n = default_threads() if threads is None else int(threads)
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(n)
     return get_device(prefer)
 
 
@@ -155,6 +175,54 @@ def check_range(what: str, value: float, *, low: float | None = None, high: floa
     if not ok:
         raise CheckFailed(f"{what}: {v:.4g} is outside the required range {bounds}")
     return CheckResult(v)
+
+
+class checks(contextlib.AbstractContextManager):  # noqa: N801 - used like a function: ``with checks(...)``
+    """Run a section's checks and show them as one collapsed block: "✓ N checks passed: <title>".
+
+    Inside the ``with`` block, :func:`check` and :func:`check_range` print as usual; the lines are collected
+    and shown at the end as one ``<details>`` block (the book) or one summary line plus the lines (plain
+    text). A failing check shows every line collected so far, in full, and its :class:`CheckFailed` propagates,
+    so the build still stops at it::
+
+        with repdiff.checks("Tweedie's formula"):
+            repdiff.check("f_emp vs Tweedie", actual, expected, tol=1e-10)
+            repdiff.check_range("share of copies", share, low=0.8)
+    """
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self._buffer = io.StringIO()
+        self._redirect = contextlib.redirect_stdout(self._buffer)
+
+    def __enter__(self) -> checks:
+        self._redirect.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._redirect.__exit__(exc_type, exc, tb)
+        lines = [ln for ln in self._buffer.getvalue().splitlines() if ln.strip()]
+        if exc_type is not None:
+            print("\n".join(lines))
+            return False
+        n = sum(ln.startswith("[PASS]") for ln in lines)
+        summary = f"✓ {n} check{'s' if n != 1 else ''} passed: {self.title}"
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # plain Python
+            print(summary + "".join("\n  " + ln for ln in lines))
+            return False
+        if get_ipython() is None:
+            print(summary + "".join("\n  " + ln for ln in lines))
+            return False
+        import html
+
+        body = "\n".join(html.escape(ln) for ln in lines)
+        display({"text/html": f"<details class='repdiff-checks'><summary>{html.escape(summary)}</summary>"
+                              f"<pre>{body}</pre></details>",
+                 "text/plain": summary + "".join("\n  " + ln for ln in lines)}, raw=True)
+        return False
 
 
 def glue(name: str, value: Any, *, display: bool = False) -> None:
