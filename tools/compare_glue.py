@@ -1,6 +1,6 @@
 """Compare the glued values of two builds of the book, chapter by chapter.
 
-    python tools/compare_glue.py BEFORE_DIR AFTER_DIR [--rtol 1e-9] [--ignore-timings]
+    python tools/compare_glue.py BEFORE_DIR AFTER_DIR [--rtol 1e-9] [--ignore-timings] [--partial]
 
 Each directory holds executed notebooks (``_build/executed`` of ``scripts/test.sh``, or
 ``_build/jupyter_execute`` of a book build), found by their path relative to the directory. For every glued
@@ -59,10 +59,10 @@ def same(a: str, b: str, rtol: float) -> bool:
     return math.isclose(x, y, rel_tol=rtol, abs_tol=rtol)
 
 
-def compare(before: Path, after: Path, rtol: float, ignore_timings: bool) -> list[str]:
+def compare(before: Path, after: Path, rtol: float, ignore_timings: bool, partial: bool = False) -> list[str]:
     problems: list[str] = []
-    nbs = sorted({p.relative_to(before) for p in before.rglob("*.ipynb")} |
-                 {p.relative_to(after) for p in after.rglob("*.ipynb")})
+    after_nbs = {p.relative_to(after) for p in after.rglob("*.ipynb")}
+    nbs = sorted(after_nbs if partial else {p.relative_to(before) for p in before.rglob("*.ipynb")} | after_nbs)
     n_values = 0
     for rel in nbs:
         if not (before / rel).exists() or not (after / rel).exists():
@@ -93,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("after", type=Path)
     ap.add_argument("--rtol", type=float, default=1e-9, help="relative (and absolute) tolerance for numbers")
     ap.add_argument("--ignore-timings", action="store_true", help="leave out names that measure run time")
+    ap.add_argument("--partial", action="store_true", help="compare only the notebooks AFTER_DIR holds")
     args = ap.parse_args(argv)
     for d in (args.before, args.after):
         if not d.is_dir():
             ap.error(f"{d} is not a directory of executed notebooks")
-    problems = compare(args.before, args.after, args.rtol, args.ignore_timings)
+    problems = compare(args.before, args.after, args.rtol, args.ignore_timings, args.partial)
     for p in problems:
         print("  " + p)
     return 1 if problems else 0

@@ -28,8 +28,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
-# The start of every chapter's setup cell, up to and including `import repdiff`. What a chapter writes after
-# that line (seed, device, chapter-specific setup) is its own and is kept.
+# The start of every setup cell, up to and including `import repdiff`. A chapter's setup cell is only this
+# (hidden on the website, it only prepares Colab): the chapter's first visible cell imports what it uses and
+# calls `repdiff.setup_notebook`, so every name a reader sees is defined where they can see it. An assignment
+# keeps what it writes after that line (otter's grader, the working directory in Colab).
 SETUP_HEAD = """\
 # Setup: in Colab, fetch the course code once (torch is already installed there and is never reinstalled).
 import importlib.util
@@ -98,15 +100,16 @@ def stamp(nb_path: Path, chapter: bool = True) -> tuple[dict, list[str]]:
     else:
         new = re.sub(r"\]\(https://colab\.research\.google\.com/github/[^)]*\)", f"]({colab_link})", header)
         cells[0]["source"] = new.splitlines(keepends=True)
-    _stamp_setup(cells, repo, problems)
+    _stamp_setup(cells, repo, problems, chapter=True)
     # every chapter runs on the plain "python3" kernel (the one nbval, myst-nb and Colab start)
     nb["metadata"]["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb["metadata"].pop("jupytext", None)
     return nb, problems
 
 
-def _stamp_setup(cells: list[dict], repo: str, problems: list[str]) -> None:
-    """Replace the first setup cell's head (up to ``import repdiff``) with :data:`SETUP_HEAD`, in place."""
+def _stamp_setup(cells: list[dict], repo: str, problems: list[str], chapter: bool = False) -> None:
+    """Replace the first setup cell's head (up to ``import repdiff``) with :data:`SETUP_HEAD`, in place; a
+    chapter's setup cell must hold nothing else."""
     setup = [c for c in cells if c["cell_type"] == "code" and "REPO_URL" in "".join(c["source"])]
     if not setup:
         problems.append("no setup cell with REPO_URL")
@@ -116,6 +119,9 @@ def _stamp_setup(cells: list[dict], repo: str, problems: list[str]) -> None:
         if len(tail) != 2:
             problems.append("the setup cell must contain the line `import repdiff`")
             continue
+        if chapter and tail[1].strip():
+            problems.append("a chapter's setup cell only prepares Colab: move what follows `import repdiff` "
+                            "into the first visible cell")
         c["source"] = (SETUP_HEAD.format(repo=repo) + tail[1]).splitlines(keepends=True)
         tags = c.setdefault("metadata", {}).setdefault("tags", [])
         if "remove-cell" not in tags:
