@@ -23,9 +23,7 @@ Small modules that every Part shares:
 Submodules are imported on first use (``repdiff.sd.detection``), so ``import repdiff`` stays cheap.
 """
 
-import importlib
-from typing import Any
-
+from repdiff._lazy import lazy_submodules
 from repdiff.notebook import (
     CheckFailed,
     check,
@@ -48,12 +46,7 @@ _SUBMODULES = ("bench", "dae", "data", "grading", "metrics", "noise", "notebook"
 __all__ = [*_SUBMODULES, "CheckFailed", "check", "check_range", "checks", "fast_mode", "get_device", "glue", "glue_all",
            "in_colab", "seed_everything", "setup_notebook"]
 
-
-def __getattr__(name: str) -> Any:
-    """Import a submodule on first use (``repdiff.theory``, ``repdiff.sd``, ...)."""
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)[0]
 
 
 def __dir__() -> list[str]:

@@ -9,18 +9,7 @@
 The closed forms live in :mod:`repdiff.theory` (their public import path).
 """
 
-import importlib
-from typing import Any
+from repdiff._lazy import lazy_submodules
 
 __all__ = ["jacobians", "models", "phase", "toy_diffusion", "training"]
-
-
-def __getattr__(name: str) -> Any:
-    """Import a submodule on first use (``repdiff.dae.<name>``), so that importing the package stays cheap."""
-    if name in __all__:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_submodules(__name__, __all__)

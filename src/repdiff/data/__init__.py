@@ -7,18 +7,7 @@
 - :mod:`repdiff.data.captioned`  captioned posters with planted duplicates (Part IV)
 """
 
-import importlib
-from typing import Any
+from repdiff._lazy import lazy_submodules
 
 __all__ = ["captioned", "images", "procedural", "real", "synthetic"]
-
-
-def __getattr__(name: str) -> Any:
-    """Import a submodule on first use (``repdiff.data.<name>``), so that importing the package stays cheap."""
-    if name in __all__:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_submodules(__name__, __all__)

@@ -4,18 +4,7 @@
 - :mod:`repdiff.unets.train`  the training command line (``python -m repdiff.unets.train``)
 """
 
-import importlib
-from typing import Any
+from repdiff._lazy import lazy_submodules
 
 __all__ = ["model", "train"]
-
-
-def __getattr__(name: str) -> Any:
-    """Import a submodule on first use (``repdiff.unets.<name>``), so that importing the package stays cheap."""
-    if name in __all__:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_submodules(__name__, __all__)
