@@ -300,6 +300,24 @@ def test_psnr_gap_of_a_zero_model_is_the_norm_difference():
     assert measures.psnr_gap(model, X_tr, X_te, 0.1) == pytest.approx(10 * np.log10(0.25))
 
 
+def test_psnr_summary_is_the_mean_of_denoising_psnr_with_the_chapter_seeds():
+    model = _tiny_model(d=6, p=4)
+    rng = np.random.default_rng(0)
+    X_tr, X_te = rng.standard_normal((4, 6)), rng.standard_normal((3, 6))
+    s = measures.psnr_summary(model, X_tr, X_te, 0.2, n_draws=2)
+    tr = measures.denoising_psnr(model, X_tr, 0.2, n_draws=2, seed=4)
+    te = measures.denoising_psnr(model, X_te, 0.2, n_draws=2, seed=5)
+    assert (s.noisy_train, s.train) == (tr["noisy"].mean(), tr["denoised"].mean())
+    assert (s.noisy_test, s.test) == (te["noisy"].mean(), te["denoised"].mean())
+    assert s.gap == measures.psnr_gap(model, X_tr, X_te, 0.2, n_draws=2) == s.train - s.test
+
+
+def test_pairwise_cosines_of_orthogonal_and_parallel_rows():
+    c = measures.pairwise_cosines(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]]))
+    np.testing.assert_allclose(c, [0.0, 1.0, 0.0], atol=1e-15)
+    assert measures.mean_pairwise_cosine(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])) == pytest.approx(1 / 3)
+
+
 def test_shuffled_labels_keeps_the_sizes_and_the_values():
     a, b = np.arange(3.0), np.arange(3.0, 10.0)
     sa, sb = phase_checks.shuffled_labels(a, b, seed=1)

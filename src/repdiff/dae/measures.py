@@ -1,7 +1,7 @@
 """Measurements of one trained two-layer ReLU DAE f(x) = W2 relu(W1ᵀx) (Chapters 5 and 6).
 
 - :func:`representation_stats`: spikiness (Std, participation ratio, active units) of h(x + σε).
-- :func:`denoising_psnr`, :func:`psnr_gap`: PSNR of the noisy input and of the denoised output.
+- :func:`denoising_psnr`, :func:`psnr_summary`, :func:`psnr_gap`: PSNR of the noisy input and of the denoised output.
 - :func:`pairwise_cosines`, :func:`mean_pairwise_cosine`, :func:`mean_best_cosine`,
   :func:`out_of_span_fraction`: geometry of the data and of the units (Chapter 6).
 - :func:`loss_and_gradient_norm`: Monte-Carlo loss (Eq. 6) and its gradient norm at given weights (Chapter 5).
@@ -12,6 +12,7 @@ Conventions: rows are samples (``X`` is ``(n, d)``), weights are ``(d, p)``; num
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ from repdiff._arrays import ArrayLike, require_finite, to_tensor
 __all__ = [
     "representation_stats",
     "denoising_psnr",
+    "PsnrSummary",
+    "psnr_summary",
     "psnr_gap",
     "pairwise_cosines",
     "mean_pairwise_cosine",
@@ -119,12 +122,36 @@ def denoising_psnr(
     }
 
 
+@dataclass
+class PsnrSummary:
+    """Mean PSNR (dB, :func:`denoising_psnr`) of a DAE's noisy inputs and outputs on training and test
+    images (Chapter 6's table). ``gap`` = train − test."""
+
+    noisy_train: float
+    train: float
+    noisy_test: float
+    test: float
+
+    @property
+    def gap(self) -> float:
+        return self.train - self.test
+
+
+def psnr_summary(model: Any, X_train: ArrayLike, X_test: ArrayLike, sigma: float, *,
+                 n_draws: int = 5) -> PsnrSummary:
+    """Mean PSNR of the noisy inputs and of the denoised outputs on ``X_train`` and on ``X_test`` (both
+    ``(n, d)``), ``n_draws`` noise draws per image, noise seeds 4 (train) and 5 (test), as the table of
+    Chapter 6."""
+    tr = denoising_psnr(model, X_train, sigma, n_draws=n_draws, seed=4)
+    te = denoising_psnr(model, X_test, sigma, n_draws=n_draws, seed=5)
+    return PsnrSummary(float(tr["noisy"].mean()), float(tr["denoised"].mean()), float(te["noisy"].mean()),
+                       float(te["denoised"].mean()))
+
+
 def psnr_gap(model: Any, X_train: ArrayLike, X_test: ArrayLike, sigma: float, *, n_draws: int = 5) -> float:
-    """Mean denoised PSNR on ``X_train`` minus on ``X_test`` (both ``(n, d)``), dB, noise seeds 4 and 5, as the
-    table of Chapter 6 (:func:`denoising_psnr`)."""
-    tr = denoising_psnr(model, X_train, sigma, n_draws=n_draws, seed=4)["denoised"].mean()
-    te = denoising_psnr(model, X_test, sigma, n_draws=n_draws, seed=5)["denoised"].mean()
-    return float(tr - te)
+    """Mean denoised PSNR on ``X_train`` minus on ``X_test`` (both ``(n, d)``), dB: :attr:`PsnrSummary.gap`
+    of :func:`psnr_summary` (Chapter 6)."""
+    return psnr_summary(model, X_train, X_test, sigma, n_draws=n_draws).gap
 
 
 def pairwise_cosines(X: ArrayLike) -> np.ndarray:
