@@ -6,8 +6,10 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.neighbors import NearestNeighbors
 
+from repdiff.dae.phase import power_law_covariance, power_law_gaussian
 from repdiff.metrics import (
     count_copies,
+    denoiser_memorization,
     detection_metrics,
     memorization_fraction,
     nn_distance_ratio,
@@ -15,6 +17,7 @@ from repdiff.metrics import (
     psnr,
     representation_std,
 )
+from repdiff.theory import empirical_denoiser, wiener_denoiser
 
 rng = np.random.default_rng(1)
 
@@ -143,8 +146,6 @@ def test_psnr():
 
 def _ch05_data():
     """The phase diagram's data of Chapter 5: power-law Gaussian in d = 16, nested training sets, 256 test points."""
-    from repdiff.dae.phase import power_law_covariance, power_law_gaussian
-
     return (power_law_gaussian(128, 16, decay=1.0, seed=0), power_law_gaussian(256, 16, decay=1.0, seed=1),
             power_law_covariance(16, decay=1.0))
 
@@ -152,9 +153,6 @@ def _ch05_data():
 @pytest.mark.parametrize("n", [4, 16, 64, 128])
 def test_denoiser_memorization_separates_the_reference_denoisers(n):
     """At σ = 0.2 the identity map and the Wiener filter score <= 0.05, the empirical optimal denoiser >= 0.9."""
-    from repdiff.metrics import denoiser_memorization
-    from repdiff.theory import empirical_denoiser, wiener_denoiser
-
     X_pool, X_test, C = _ch05_data()
     X = X_pool[:n]
     assert denoiser_memorization(lambda y: y, X, X_test, 0.2) <= 0.05
@@ -163,8 +161,6 @@ def test_denoiser_memorization_separates_the_reference_denoisers(n):
 
 
 def test_denoiser_memorization_counts_exact_copies_and_follows_the_input_kind():
-    from repdiff.metrics import denoiser_memorization
-
     X_pool, X_test, _ = _ch05_data()
     X = X_pool[:8]
     nearest = lambda y: X[np.argmin(((y[:, None] - X[None]) ** 2).sum(-1), axis=1)]  # noqa: E731
@@ -184,8 +180,6 @@ def test_denoiser_memorization_counts_exact_copies_and_follows_the_input_kind():
 
 
 def test_denoiser_memorization_bad_input():
-    from repdiff.metrics import denoiser_memorization
-
     X_pool, X_test, _ = _ch05_data()
     for s in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="sigma"):

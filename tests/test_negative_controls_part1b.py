@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from repdiff import CheckFailed
-from repdiff.dae import phase
+from repdiff.dae import image_checks, measures, phase, phase_checks
 from repdiff.dae.models import ReLUDAE
 from repdiff.data import images as imd
 from repdiff.data.synthetic import low_rank_gaussian_mixture
@@ -52,7 +52,7 @@ def ch05_mixture():
 def test_ch05_memorizer_check_rejects_the_identity_map(ch05_pd, n):
     X_pool, X_test, _ = ch05_pd
     with pytest.raises(CheckFailed):
-        phase.check_memorizer("identity", lambda y: y, X_pool[:n], X_test, 0.2, low=0.9, n_draws=4, seed=1)
+        phase_checks.check_memorizer("identity", lambda y: y, X_pool[:n], X_test, 0.2, low=0.9, n_draws=4, seed=1)
 
 
 @pytest.mark.parametrize("n", [4, 128])
@@ -60,14 +60,14 @@ def test_ch05_memorizer_check_rejects_the_identity_map(ch05_pd, n):
 def test_ch05_memorizer_check_rejects_the_wiener_filter(ch05_pd, n):
     X_pool, X_test, C = ch05_pd
     with pytest.raises(CheckFailed):
-        phase.check_memorizer("Wiener", lambda y: wiener_denoiser(y, np.zeros(16), C, 0.2), X_pool[:n], X_test,
+        phase_checks.check_memorizer("Wiener", lambda y: wiener_denoiser(y, np.zeros(16), C, 0.2), X_pool[:n], X_test,
                               0.2, low=0.9, n_draws=4, seed=1)
 
 
 def test_ch05_memorizer_check_passes_the_empirical_optimal_denoiser(ch05_pd):
     """The positive side of the same check (the chapter runs it for every n)."""
     X_pool, X_test, _ = ch05_pd
-    phase.check_memorizer("f_emp", lambda y: empirical_denoiser(y, X_pool[:128], 0.2), X_pool[:128], X_test, 0.2,
+    phase_checks.check_memorizer("f_emp", lambda y: empirical_denoiser(y, X_pool[:128], 0.2), X_pool[:128], X_test, 0.2,
                           low=0.9, n_draws=4, seed=1)
 
 
@@ -78,7 +78,7 @@ def test_ch05_far_below_reference_rejects_the_reference_itself(ch05_pd):
     emp = np.array([denoiser_memorization(lambda y, n=n: empirical_denoiser(y, X_pool[:n], 0.2), X_pool[:n],
                                           X_test, 0.2, n_draws=1, seed=1) for n in NS[:3]])
     with pytest.raises(CheckFailed):
-        phase.check_far_below_reference("f_emp as the model", np.tile(emp[:, None], (1, len(PS))), emp[:, None],
+        phase_checks.check_far_below_reference("f_emp as the model", np.tile(emp[:, None], (1, len(PS))), emp[:, None],
                                         high=0.25)
 
 
@@ -96,7 +96,7 @@ def test_ch05_memorizing_gap_rejects_the_wiener_filter(ch05_pd):
                              - X_test) ** 2, axis=1))
         gaps.append(1 - tr / te)
     with pytest.raises(CheckFailed):
-        phase.check_memorizing_gap("Wiener", np.tile(np.array(gaps)[:, None], (1, len(PS))), NS, PS, low=0.75)
+        phase_checks.check_memorizing_gap("Wiener", np.tile(np.array(gaps)[:, None], (1, len(PS))), NS, PS, low=0.75)
 
 
 @pytest.mark.negative_control
@@ -105,12 +105,12 @@ def test_ch05_boundary_check_rejects_a_boundary_at_fixed_n():
     n = np.asarray(NS, dtype=float)
     gap_n_only = np.tile((1 / (1 + n / 24))[:, None], (1, len(PS)))
     with pytest.raises(CheckFailed):
-        phase.check_boundary_moves_with_p("fixed n", gap_n_only, NS, PS, low=0.4, high=1.6)
+        phase_checks.check_boundary_moves_with_p("fixed n", gap_n_only, NS, PS, low=0.4, high=1.6)
 
 
 def test_ch05_boundary_check_accepts_a_boundary_along_n_proportional_to_p():
     n, p = np.asarray(NS, dtype=float)[:, None], np.asarray(PS, dtype=float)[None, :]
-    out = phase.check_boundary_moves_with_p("n* = 4p", 1 / (1 + n / (4 * p)), NS, PS, low=0.4, high=1.6)
+    out = phase_checks.check_boundary_moves_with_p("n* = 4p", 1 / (1 + n / (4 * p)), NS, PS, low=0.4, high=1.6)
     np.testing.assert_allclose(out["slope"], 1.0, atol=0.05)
 
 
@@ -119,7 +119,7 @@ def test_ch05_region_check_rejects_a_table_that_ignores_sigma():
     rng = np.random.default_rng(0)
     one = rng.uniform(size=(len(NS), len(PS)))
     with pytest.raises(CheckFailed):
-        phase.check_region_shrinks("σ-independent", np.stack([one] * len(SIGMAS), axis=-1), high=-3)
+        phase_checks.check_region_shrinks("σ-independent", np.stack([one] * len(SIGMAS), axis=-1), high=-3)
 
 
 @pytest.mark.negative_control
@@ -127,7 +127,7 @@ def test_ch05_pr_check_rejects_a_code_flat_in_n():
     """Participation ratio that depends on the width only (every model uses its units alike, whatever n)."""
     flat = np.tile(np.asarray(PS, dtype=float)[None, :] / 3, (len(NS), 1))
     with pytest.raises(CheckFailed):
-        phase.check_pr_rises_with_n("flat in n", flat, low=1.1)
+        phase_checks.check_pr_rises_with_n("flat in n", flat, low=1.1)
 
 
 def _hybrid(ch05_mixture):
@@ -144,7 +144,7 @@ def test_ch05_distinct_minimum_rejects_a_random_start(ch05_mixture):
     init = ReLUDAE(16, 7, seed=2)
     W1, W2 = init.W1.detach().double().numpy(), init.W2.detach().double().numpy()
     with pytest.raises(CheckFailed):
-        phase.check_distinct_minimum("random start", W1, W2, W_star, X_h, 0.2, 1e-3)
+        phase_checks.check_distinct_minimum("random start", W1, W2, W_star, X_h, 0.2, 1e-3)
 
 
 @pytest.mark.negative_control
@@ -152,7 +152,7 @@ def test_ch05_distinct_minimum_rejects_the_closed_form_itself(ch05_mixture):
     """The closed form is stationary but has no higher loss: not *another* minimum."""
     X_h, W_star = _hybrid(ch05_mixture)
     with pytest.raises(CheckFailed):
-        phase.check_distinct_minimum("closed form", W_star, W_star, W_star, X_h, 0.2, 1e-3)
+        phase_checks.check_distinct_minimum("closed form", W_star, W_star, W_star, X_h, 0.2, 1e-3)
 
 
 def _closed_form_std(ch05_mixture):
@@ -163,25 +163,25 @@ def _closed_form_std(ch05_mixture):
     W_m = memorization_solution(X_m, 9, 0.2, lam_m)
     W_g = generalization_solution(cl, [3, 3, 3], 0.2, 1e-3, rotation="balanced")
     X_g = np.concatenate(cl)
-    return (phase.representation_stats(W_m, X_m, 0.2, n_draws=300, seed=1)["std"],
-            phase.representation_stats(W_g, X_g, 0.2, n_draws=1, seed=1)["std"],
-            phase.representation_stats(W_g, X_g, 0.2, n_draws=1, seed=2)["std"])
+    return (measures.representation_stats(W_m, X_m, 0.2, n_draws=300, seed=1)["std"],
+            measures.representation_stats(W_g, X_g, 0.2, n_draws=1, seed=1)["std"],
+            measures.representation_stats(W_g, X_g, 0.2, n_draws=1, seed=2)["std"])
 
 
 @pytest.mark.negative_control
 def test_ch05_std_check_rejects_shuffled_model_labels(ch05_mixture):
     std_m, std_g, _ = _closed_form_std(ch05_mixture)
-    phase.check_median_ratio("closed forms (the chapter's pair passes)", std_m, std_g, low=1.1)
-    a, b = phase.shuffled_labels(std_m, std_g, seed=0)
+    phase_checks.check_median_ratio("closed forms (the chapter's pair passes)", std_m, std_g, low=1.1)
+    a, b = phase_checks.shuffled_labels(std_m, std_g, seed=0)
     with pytest.raises(CheckFailed):
-        phase.check_median_ratio("shuffled labels", a, b, low=1.1)
+        phase_checks.check_median_ratio("shuffled labels", a, b, low=1.1)
 
 
 @pytest.mark.negative_control
 def test_ch05_std_check_rejects_two_generalizing_models(ch05_mixture):
     _, std_g, std_g2 = _closed_form_std(ch05_mixture)
     with pytest.raises(CheckFailed):
-        phase.check_median_ratio("two generalizing", std_g2, std_g, low=1.1)
+        phase_checks.check_median_ratio("two generalizing", std_g2, std_g, low=1.1)
 
 
 @pytest.mark.negative_control
@@ -189,7 +189,7 @@ def test_ch05_trained_std_window_rejects_the_closed_forms(ch05_mixture):
     """The 'no clear separation' window of the trained models rejects the closed forms' ratio."""
     std_m, std_g, _ = _closed_form_std(ch05_mixture)
     with pytest.raises(CheckFailed):
-        phase.check_median_ratio("closed forms in the trained window", std_m, std_g, low=0.9, high=1.1)
+        phase_checks.check_median_ratio("closed forms in the trained window", std_m, std_g, low=0.9, high=1.1)
 
 
 # --- Chapter 6's data: centred digits, one per class for the memorizing model --------------------------------
@@ -229,14 +229,14 @@ def _closed_form_dae(X: np.ndarray, p: int, sigma: float, lam: float) -> ReLUDAE
 def test_ch06_centred_cosine_check_rejects_raw_images(ch06_digits):
     X_mem_raw, *_ = ch06_digits
     with pytest.raises(CheckFailed):
-        phase.check_mean_pairwise_cosine("raw images as if centred", X_mem_raw, low=-0.15, high=0.0)
+        image_checks.check_mean_pairwise_cosine("raw images as if centred", X_mem_raw, low=-0.15, high=0.0)
 
 
 @pytest.mark.negative_control
 def test_ch06_raw_cosine_check_rejects_centred_images(ch06_digits):
     _, X_mem, _, _ = ch06_digits
     with pytest.raises(CheckFailed):
-        phase.check_mean_pairwise_cosine("centred images as if raw", X_mem, low=0.45)
+        image_checks.check_mean_pairwise_cosine("centred images as if raw", X_mem, low=0.45)
 
 
 @pytest.mark.parametrize("low", [0.08, 0.05, 0.15])  # mem vs gen, authors' vs our decay, centred vs raw
@@ -245,7 +245,7 @@ def test_ch06_units_closer_rejects_the_same_model_on_both_sides(ch06_digits, low
     _, X_mem, _, _ = ch06_digits
     W = ReLUDAE(64, 16, seed=0).W1
     with pytest.raises(CheckFailed):
-        phase.check_units_closer("same model", W, X_mem, W, X_mem, k=len(X_mem), low=low)
+        image_checks.check_units_closer("same model", W, X_mem, W, X_mem, k=len(X_mem), low=low)
 
 
 @pytest.mark.negative_control
@@ -253,7 +253,7 @@ def test_ch06_units_closer_rejects_untrained_units_against_stored_digits(ch06_di
     _, X_mem, _, _ = ch06_digits
     W_stored = memorization_solution(X_mem, 16, 0.3, 1e-3)
     with pytest.raises(CheckFailed):
-        phase.check_units_closer("untrained vs stored", ReLUDAE(64, 16, seed=0).W1, X_mem, W_stored, X_mem,
+        image_checks.check_units_closer("untrained vs stored", ReLUDAE(64, 16, seed=0).W1, X_mem, W_stored, X_mem,
                                  k=len(X_mem), low=0.08)
 
 
@@ -265,9 +265,9 @@ def test_ch06_loss_ratio_window_rejects_an_untrained_model_and_the_formula_itsel
     untrained = relu_dae_loss_mc(init.W1.detach().double().numpy(), init.W2.detach().double().numpy(), X_mem,
                                  0.3, 1e-3)
     with pytest.raises(CheckFailed):
-        phase.check_ratio("untrained model", untrained, formula, low=1.3, high=1.8)
+        image_checks.check_ratio("untrained model", untrained, formula, low=1.3, high=1.8)
     with pytest.raises(CheckFailed):  # a model that reached the separable-data formula: not what digits allow
-        phase.check_ratio("the closed form's own loss", formula, formula, low=1.3, high=1.8)
+        image_checks.check_ratio("the closed form's own loss", formula, formula, low=1.3, high=1.8)
 
 
 @pytest.mark.negative_control
@@ -278,14 +278,14 @@ def test_ch06_authors_loss_window_rejects_an_untrained_model(ch06_digits):
     untrained = relu_dae_loss_mc(init.W1.detach().double().numpy(), init.W2.detach().double().numpy(), X_mem,
                                  0.3, lam_auth)
     with pytest.raises(CheckFailed):
-        phase.check_ratio("untrained", untrained, memorization_loss(X_mem, 0.3, lam_auth), low=0.95, high=1.1)
+        image_checks.check_ratio("untrained", untrained, memorization_loss(X_mem, 0.3, lam_auth), low=0.95, high=1.1)
 
 
 @pytest.mark.negative_control
 def test_ch06_memorizing_psnr_gap_rejects_the_identity_map(ch06_digits):
     _, X_mem, _, X_test = ch06_digits
     with pytest.raises(CheckFailed):
-        phase.check_psnr_gap("identity as the memorizing model", _identity_dae(64), X_mem, X_test, 0.3, low=18.0)
+        image_checks.check_psnr_gap("identity as the memorizing model", _identity_dae(64), X_mem, X_test, 0.3, low=18.0)
 
 
 @pytest.mark.negative_control
@@ -293,7 +293,7 @@ def test_ch06_generalizing_psnr_gap_rejects_a_memorizing_model(ch06_digits):
     _, X_mem, _, X_test = ch06_digits
     mem = _closed_form_dae(X_mem, 16, 0.3, 1e-3)
     with pytest.raises(CheckFailed):
-        phase.check_psnr_gap("memorizing model as the generalizing one", mem, X_mem, X_test, 0.3, high=0.5,
+        image_checks.check_psnr_gap("memorizing model as the generalizing one", mem, X_mem, X_test, 0.3, high=0.5,
                              absolute=True)
 
 
@@ -301,19 +301,19 @@ def test_ch06_generalizing_psnr_gap_rejects_a_memorizing_model(ch06_digits):
 def test_ch06_psnr_gain_rejects_the_identity_map(ch06_digits):
     *_, X_test = ch06_digits
     with pytest.raises(CheckFailed):
-        phase.check_psnr_gain("identity", _identity_dae(64), X_test, 0.3, low=0.3)
+        image_checks.check_psnr_gain("identity", _identity_dae(64), X_test, 0.3, low=0.3)
 
 
 @pytest.mark.parametrize("key,low", [("std", 1.2), ("pr", 1.3)])
 @pytest.mark.negative_control
 def test_ch06_spikiness_checks_reject_shuffled_model_labels(ch06_digits, key, low):
     _, X_mem, X_gen, _ = ch06_digits
-    mem = phase.representation_stats(memorization_solution(X_mem, 16, 0.3, 1e-3), X_mem, 0.3, n_draws=100, seed=1)
-    gen = phase.representation_stats(linear_dae_solution(X_gen, 16, 0.3, 1e-3), X_gen[:1000], 0.3, seed=1)
+    mem = measures.representation_stats(memorization_solution(X_mem, 16, 0.3, 1e-3), X_mem, 0.3, n_draws=100, seed=1)
+    gen = measures.representation_stats(linear_dae_solution(X_gen, 16, 0.3, 1e-3), X_gen[:1000], 0.3, seed=1)
     a, b = (mem[key], gen[key]) if key == "std" else (gen[key], mem[key])
-    a, b = phase.shuffled_labels(a, b, seed=0)
+    a, b = phase_checks.shuffled_labels(a, b, seed=0)
     with pytest.raises(CheckFailed):
-        phase.check_median_ratio(f"shuffled labels ({key})", a, b, low=low)
+        phase_checks.check_median_ratio(f"shuffled labels ({key})", a, b, low=low)
 
 
 @pytest.mark.negative_control
@@ -321,6 +321,6 @@ def test_ch06_out_of_span_check_rejects_an_untrained_model(ch06_digits):
     """Random units lie mostly outside the 10-dimensional span of the stored digits (in d = 64)."""
     _, X_mem, _, _ = ch06_digits
     with pytest.raises(CheckFailed):
-        phase.check_out_of_span("untrained", ReLUDAE(64, 16, seed=0).W1, X_mem, k=len(X_mem), high=0.1)
-    phase.check_out_of_span("the closed form (inside the span)", memorization_solution(X_mem, 16, 0.3, 1e-3), X_mem,
-                            k=len(X_mem), high=0.1)
+        image_checks.check_out_of_span("untrained", ReLUDAE(64, 16, seed=0).W1, X_mem, k=len(X_mem), high=0.1)
+    image_checks.check_out_of_span("the closed form (inside the span)", memorization_solution(X_mem, 16, 0.3, 1e-3),
+                                   X_mem, k=len(X_mem), high=0.1)

@@ -1,4 +1,5 @@
-"""Tests of repdiff.dae.phase (measurements, batched grid training, mask leakage) and repdiff.widgets."""
+"""Tests of repdiff.dae.measures, .phase (batched grid training), .leakage, .phase_checks, .image_checks and
+repdiff.widgets (Chapters 5-6)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from repdiff import metrics
-from repdiff.dae import phase
+from repdiff import metrics, widgets
+from repdiff.dae import image_checks, leakage, measures, phase, phase_checks
 from repdiff.dae.models import ReLUDAE
 from repdiff.data.synthetic import separable_samples
-from repdiff.theory import memorization_solution
+from repdiff.theory import memorization_solution, relu_dae_loss_mc
 
 
 def _tiny_model(d=6, p=4, seed=0):
@@ -31,7 +32,7 @@ def _tiny_model(d=6, p=4, seed=0):
 def test_representation_stats_matches_direct_computation():
     model = _tiny_model()
     X = np.random.default_rng(0).standard_normal((5, 6))
-    st = phase.representation_stats(model, X, 0.3, n_draws=3, seed=7)
+    st = measures.representation_stats(model, X, 0.3, n_draws=3, seed=7)
     gen = torch.Generator().manual_seed(7)
     clean = torch.as_tensor(X).repeat(3, 1)
     noisy = clean + 0.3 * torch.randn(clean.shape, generator=gen, dtype=torch.float64)
@@ -40,20 +41,20 @@ def test_representation_stats_matches_direct_computation():
     np.testing.assert_allclose(st["pr"], metrics.participation_ratio(h).numpy(), atol=1e-12)
     np.testing.assert_array_equal(st["active"], (h > 0).sum(1).numpy())
     # the W1 matrix alone gives the same numbers
-    st2 = phase.representation_stats(model.W1.detach().numpy(), X, 0.3, n_draws=3, seed=7)
+    st2 = measures.representation_stats(model.W1.detach().numpy(), X, 0.3, n_draws=3, seed=7)
     np.testing.assert_allclose(st2["pr"], st["pr"])
 
 
 def test_representation_stats_errors():
     model = _tiny_model()
     with pytest.raises(ValueError, match=r"shape \(n, 6\)"):
-        phase.representation_stats(model, np.zeros((3, 5)), 0.1)
+        measures.representation_stats(model, np.zeros((3, 5)), 0.1)
     with pytest.raises(ValueError, match="sigma"):
-        phase.representation_stats(model, np.zeros((3, 6)), -0.1)
+        measures.representation_stats(model, np.zeros((3, 6)), -0.1)
     with pytest.raises(ValueError, match="NaN"):
-        phase.representation_stats(model, np.full((3, 6), np.nan), 0.1)
+        measures.representation_stats(model, np.full((3, 6), np.nan), 0.1)
     with pytest.raises(ValueError, match="n_draws"):
-        phase.representation_stats(model, np.zeros((3, 6)), 0.1, n_draws=0)
+        measures.representation_stats(model, np.zeros((3, 6)), 0.1, n_draws=0)
 
 
 def test_denoising_psnr_of_a_perfect_and_a_zero_model():
@@ -61,14 +62,14 @@ def test_denoising_psnr_of_a_perfect_and_a_zero_model():
     model = ReLUDAE(8, 4, seed=0, dtype=torch.float64)
     with torch.no_grad():  # W2 = 0: the output is 0, so the error is ||x||²/d per pixel
         model.W2.zero_()
-    out = phase.denoising_psnr(model, X, 0.1, n_draws=2, seed=0)
+    out = measures.denoising_psnr(model, X, 0.1, n_draws=2, seed=0)
     expected = 10 * np.log10(4.0 / (np.tile((X**2).mean(1), 2)))
     np.testing.assert_allclose(out["denoised"], expected, atol=1e-10)
     # noisy PSNR ≈ 10 log10(4 / σ²) on average
-    big = phase.denoising_psnr(model, np.zeros((200, 8)), 0.1, n_draws=5, seed=1)
+    big = measures.denoising_psnr(model, np.zeros((200, 8)), 0.1, n_draws=5, seed=1)
     assert abs(10 * np.log10(4 / np.mean(10 ** (-big["noisy"] / 10) * 4)) - 10 * np.log10(4 / 0.01)) < 0.2
     with pytest.raises(ValueError, match="sigma must be > 0"):
-        phase.denoising_psnr(model, X, 0.0)
+        measures.denoising_psnr(model, X, 0.0)
 
 
 # --- data for the phase diagram --------------------------------------------------------------------------
@@ -171,13 +172,13 @@ def test_unit_margins_brute_force():
     rng = np.random.default_rng(0)
     W, X = rng.standard_normal((5, 3)), rng.standard_normal((7, 5))
     expected = np.array([[abs(W[:, j] @ x) / np.linalg.norm(W[:, j]) for j in range(3)] for x in X])
-    np.testing.assert_allclose(phase.unit_margins(W, X), expected, atol=1e-12)
-    assert isinstance(phase.unit_margins(torch.as_tensor(W), torch.as_tensor(X)), torch.Tensor)
+    np.testing.assert_allclose(leakage.unit_margins(W, X), expected, atol=1e-12)
+    assert isinstance(leakage.unit_margins(torch.as_tensor(W), torch.as_tensor(X)), torch.Tensor)
     W[:, 1] = 0
     with pytest.raises(ValueError, match="zero column"):
-        phase.unit_margins(W, X)
+        leakage.unit_margins(W, X)
     with pytest.raises(ValueError, match="share d"):
-        phase.unit_margins(W, X[:, :4])
+        leakage.unit_margins(W, X[:, :4])
 
 
 def test_mask_leakage_single_unit_is_a_gaussian_tail():
@@ -186,37 +187,35 @@ def test_mask_leakage_single_unit_is_a_gaussian_tail():
     W[0, 0] = 2.0
     X = np.array([[0.5, 1.0, -1.0]])
     sig = np.array([0.25, 0.5, 1.0])
-    P = phase.mask_leakage(W, X, sig, n_draws=100_000, seed=0)
+    P = leakage.mask_leakage(W, X, sig, n_draws=100_000, seed=0)
     exact = norm.cdf(-0.5 / sig)
     assert (np.abs(P - exact) < 4 * np.sqrt(exact * (1 - exact) / 100_000) + 1e-4).all()
     with pytest.raises(ValueError, match="sigmas"):
-        phase.mask_leakage(W, X, [0.0])
+        leakage.mask_leakage(W, X, [0.0])
     with pytest.raises(ValueError, match="n_draws"):
-        phase.mask_leakage(W, X, [0.1], n_draws=0)
+        leakage.mask_leakage(W, X, [0.1], n_draws=0)
 
 
 def test_fit_leakage_rate_recovers_an_exact_law():
     sig = np.linspace(0.2, 1.0, 9)
     P = 0.7 * np.exp(-0.4 * 2.0**2 / sig**2)
-    fit = phase.fit_leakage_rate(sig, P, 2.0)
+    fit = leakage.fit_leakage_rate(sig, P, 2.0)
     assert math.isclose(fit["c"], 0.4, rel_tol=1e-9) and math.isclose(fit["C"], 0.7, rel_tol=1e-9)
     assert fit["r2"] > 1 - 1e-12 and fit["n_points"] == 9
     P[:7] = 0.0  # zeros are left out; two points remain
-    assert phase.fit_leakage_rate(sig, P, 2.0)["n_points"] == 2
+    assert leakage.fit_leakage_rate(sig, P, 2.0)["n_points"] == 2
     with pytest.raises(ValueError, match="at least 2 points"):
-        phase.fit_leakage_rate(sig[:8], P[:8], 2.0)
+        leakage.fit_leakage_rate(sig[:8], P[:8], 2.0)
     with pytest.raises(ValueError, match="gamma"):
-        phase.fit_leakage_rate(sig, P, 0.0)
+        leakage.fit_leakage_rate(sig, P, 0.0)
     with pytest.raises(ValueError, match="same length"):
-        phase.fit_leakage_rate(sig, P[:3], 1.0)
+        leakage.fit_leakage_rate(sig, P[:3], 1.0)
 
 
 # --- widgets ---------------------------------------------------------------------------------------------
 
 
 def test_draw_phase_map_and_explorer():
-    from repdiff import widgets
-
     ns, ps, sigmas = [4, 8, 16], [4, 8], [0.2, 0.5]
     vals = np.arange(12, dtype=float)
     fig, ax = plt.subplots()
@@ -250,28 +249,26 @@ def test_power_law_covariance_is_the_sampling_covariance():
 def test_gap_crossing_interpolates_in_log_n():
     ns = [4, 8, 16, 32]
     G = np.array([[0.9, 0.4, 0.9], [0.7, 0.3, 0.9], [0.3, 0.2, 0.9], [0.1, 0.1, 0.9]])
-    out = phase.gap_crossing(G, ns, level=0.5)
+    out = phase_checks.gap_crossing(G, ns, level=0.5)
     np.testing.assert_allclose(out[0], 8 * 2 ** 0.5)  # halfway between 0.7 (n = 8) and 0.3 (n = 16)
     assert np.isnan(out[1]) and np.isnan(out[2])  # below at the smallest n; never below
     with pytest.raises(ValueError, match="increasing"):
-        phase.gap_crossing(G, [4, 4, 16, 32])
+        phase_checks.gap_crossing(G, [4, 4, 16, 32])
 
 
 def test_check_region_and_pr_and_memorizing_gap():
     G = np.stack([np.full((2, 2), 0.9), np.full((2, 2), 0.1)], axis=-1)
-    np.testing.assert_array_equal(phase.check_region_shrinks("x", G, high=-3), [4, 0])
-    np.testing.assert_allclose(phase.check_pr_rises_with_n("x", np.array([[1.0, 2.0], [2.0, 3.0]])), [2.0, 1.5])
-    assert phase.check_memorizing_gap("x", np.array([[0.9, 0.8], [0.1, 0.95]]), [4, 8], [4, 8]) == 0.8
+    np.testing.assert_array_equal(phase_checks.check_region_shrinks("x", G, high=-3), [4, 0])
+    np.testing.assert_allclose(phase_checks.check_pr_rises_with_n("x", np.array([[1.0, 2.0], [2.0, 3.0]])), [2.0, 1.5])
+    assert phase_checks.check_memorizing_gap("x", np.array([[0.9, 0.8], [0.1, 0.95]]), [4, 8], [4, 8]) == 0.8
     with pytest.raises(ValueError, match="n <= p"):
-        phase.check_memorizing_gap("x", np.ones((1, 1)), [8], [4])
+        phase_checks.check_memorizing_gap("x", np.ones((1, 1)), [8], [4])
 
 
 def test_loss_and_gradient_norm_matches_autograd_of_the_mc_loss():
-    from repdiff.theory import relu_dae_loss_mc
-
     rng = np.random.default_rng(0)
     W1, W2, X = rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), rng.standard_normal((7, 5))
-    loss, g = phase.loss_and_gradient_norm(W1, W2, X, 0.3, 0.01, n_draws=16, seed=2)
+    loss, g = measures.loss_and_gradient_norm(W1, W2, X, 0.3, 0.01, n_draws=16, seed=2)
     assert loss == pytest.approx(relu_dae_loss_mc(W1, W2, X, 0.3, 0.01, n_draws=16, seed=2))
     eps, k = 1e-6, (1, 2)
     Wp = W1.copy()
@@ -282,16 +279,16 @@ def test_loss_and_gradient_norm_matches_autograd_of_the_mc_loss():
 
 def test_chapter6_geometry_helpers():
     X = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
-    assert phase.mean_pairwise_cosine(X) == pytest.approx(-1 / 3)
+    assert measures.mean_pairwise_cosine(X) == pytest.approx(-1 / 3)
     W = np.array([[2.0, 0.0], [0.0, 0.0], [0.0, 1.0]])  # unit 0 along x_1, unit 1 outside the span
-    assert phase.mean_best_cosine(W, X, 1) == pytest.approx(1.0)
-    assert phase.mean_best_cosine(W, X, 2) == pytest.approx(0.5)
-    np.testing.assert_allclose(phase.out_of_span_fraction(W, X), [0.0, 1.0], atol=1e-12)
-    assert phase.check_ratio("x", 3.0, 2.0, low=1.4, high=1.6) == 1.5
+    assert measures.mean_best_cosine(W, X, 1) == pytest.approx(1.0)
+    assert measures.mean_best_cosine(W, X, 2) == pytest.approx(0.5)
+    np.testing.assert_allclose(measures.out_of_span_fraction(W, X), [0.0, 1.0], atol=1e-12)
+    assert image_checks.check_ratio("x", 3.0, 2.0, low=1.4, high=1.6) == 1.5
     with pytest.raises(ValueError, match="k must"):
-        phase.mean_best_cosine(W, X, 3)
+        measures.mean_best_cosine(W, X, 3)
     with pytest.raises(ValueError, match="zero row"):
-        phase.mean_pairwise_cosine(np.zeros((2, 3)))
+        measures.mean_pairwise_cosine(np.zeros((2, 3)))
 
 
 def test_psnr_gap_of_a_zero_model_is_the_norm_difference():
@@ -300,11 +297,29 @@ def test_psnr_gap_of_a_zero_model_is_the_norm_difference():
         model.W1.zero_()
     X_tr, X_te = np.ones((3, 6)), 0.5 * np.ones((3, 6))
     # f = 0: MSE = ||x||²/d, so PSNR(train) - PSNR(test) = 10 log10(0.25) dB
-    assert phase.psnr_gap(model, X_tr, X_te, 0.1) == pytest.approx(10 * np.log10(0.25))
+    assert measures.psnr_gap(model, X_tr, X_te, 0.1) == pytest.approx(10 * np.log10(0.25))
+
+
+def test_psnr_summary_is_the_mean_of_denoising_psnr_with_the_chapter_seeds():
+    model = _tiny_model(d=6, p=4)
+    rng = np.random.default_rng(0)
+    X_tr, X_te = rng.standard_normal((4, 6)), rng.standard_normal((3, 6))
+    s = measures.psnr_summary(model, X_tr, X_te, 0.2, n_draws=2)
+    tr = measures.denoising_psnr(model, X_tr, 0.2, n_draws=2, seed=4)
+    te = measures.denoising_psnr(model, X_te, 0.2, n_draws=2, seed=5)
+    assert (s.noisy_train, s.train) == (tr["noisy"].mean(), tr["denoised"].mean())
+    assert (s.noisy_test, s.test) == (te["noisy"].mean(), te["denoised"].mean())
+    assert s.gap == measures.psnr_gap(model, X_tr, X_te, 0.2, n_draws=2) == s.train - s.test
+
+
+def test_pairwise_cosines_of_orthogonal_and_parallel_rows():
+    c = measures.pairwise_cosines(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]]))
+    np.testing.assert_allclose(c, [0.0, 1.0, 0.0], atol=1e-15)
+    assert measures.mean_pairwise_cosine(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])) == pytest.approx(1 / 3)
 
 
 def test_shuffled_labels_keeps_the_sizes_and_the_values():
     a, b = np.arange(3.0), np.arange(3.0, 10.0)
-    sa, sb = phase.shuffled_labels(a, b, seed=1)
+    sa, sb = phase_checks.shuffled_labels(a, b, seed=1)
     assert sa.size == 3 and sb.size == 7
     np.testing.assert_array_equal(np.sort(np.concatenate([sa, sb])), np.arange(10.0))

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 
 from repdiff._arrays import ArrayLike, like_input, require_finite, to_tensor
 from repdiff.notebook import CheckResult, check_range
@@ -200,8 +201,6 @@ def mean_interval(values: ArrayLike, *, n_bootstrap: int = 2000, seed: int = 0,
         raise ValueError("values contain NaN or infinity")
     if not 0 < level < 1 or n_bootstrap < 1:
         raise ValueError(f"need 0 < level < 1 and n_bootstrap >= 1, got {level} and {n_bootstrap}")
-    from scipy import stats  # here, not at the top: scipy.stats takes a while to import and few callers need it
-
     res = stats.bootstrap((x,), np.mean, n_resamples=n_bootstrap, confidence_level=level, method="percentile",
                           rng=np.random.default_rng(seed))
     return float(x.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
