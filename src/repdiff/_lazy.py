@@ -4,8 +4,14 @@ no diffusers) and ``repdiff.sd.detection`` is imported on first use."""
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Sequence
 from typing import Any
+
+
+def submodule_names(path: Sequence[str]) -> list[str]:
+    """The public submodules of a package (pass its ``__path__``), sorted: the package's ``__all__``."""
+    return sorted(m.name for m in pkgutil.iter_modules(path) if not m.name.startswith("_"))
 
 
 def lazy_submodules(package: str, names: Sequence[str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:

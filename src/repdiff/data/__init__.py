@@ -7,7 +7,7 @@
 - :mod:`repdiff.data.captioned`  captioned posters with planted duplicates (Part IV)
 """
 
-from repdiff._lazy import lazy_submodules
+from repdiff._lazy import lazy_submodules, submodule_names
 
-__all__ = ["captioned", "images", "procedural", "real", "synthetic"]
+__all__ = submodule_names(__path__)
 __getattr__, __dir__ = lazy_submodules(__name__, __all__)

@@ -8,7 +8,7 @@
 - :mod:`repdiff.sd.gpu_check`  the SD v1.4 architecture on a GPU (``scripts/gpu_check.sh``)
 """
 
-from repdiff._lazy import lazy_submodules
+from repdiff._lazy import lazy_submodules, submodule_names
 
-__all__ = ["detection", "gpu_check", "hub", "screening", "steering", "tiny_sd"]
+__all__ = submodule_names(__path__)
 __getattr__, __dir__ = lazy_submodules(__name__, __all__)

@@ -4,7 +4,7 @@
 - :mod:`repdiff.unets.train`  the training command line (``python -m repdiff.unets.train``)
 """
 
-from repdiff._lazy import lazy_submodules
+from repdiff._lazy import lazy_submodules, submodule_names
 
-__all__ = ["model", "train"]
+__all__ = submodule_names(__path__)
 __getattr__, __dir__ = lazy_submodules(__name__, __all__)
