@@ -58,6 +58,7 @@ from repdiff.dae.optimal_denoiser import (
     empirical_denoiser,
     empirical_log_density,
     linearity_defect,
+    posterior_mean_monte_carlo,
     tweedie_denoiser,
     wiener_denoiser,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "empirical_log_density",
     "wiener_denoiser",
     "tweedie_denoiser",
+    "posterior_mean_monte_carlo",
     "linearity_defect",
     # Chapter 2: the linear DAE
     "shrinkage_factors",

@@ -3,8 +3,9 @@
 - :func:`empirical_denoiser` f_emp, the posterior mean of the empirical distribution (paper Eq. 3), and
   :func:`empirical_log_density`, the log-density whose gradient gives it by Tweedie's formula;
 - :func:`wiener_denoiser`, the optimal (linear) denoiser of a Gaussian;
-- :func:`tweedie_denoiser`, Tweedie's formula by automatic differentiation, and :func:`linearity_defect`,
-  how far a denoiser is from affine.
+- :func:`tweedie_denoiser`, Tweedie's formula by automatic differentiation, and
+  :func:`posterior_mean_monte_carlo`, the posterior mean without it (likelihood-weighted prior samples);
+- :func:`linearity_defect`, how far a denoiser is from affine.
 
 Conventions: rows are samples, ``X`` has shape ``(n, d)``; functions accept numpy arrays or torch
 tensors and return the same kind.
@@ -24,6 +25,7 @@ __all__ = [
     "empirical_log_density",
     "wiener_denoiser",
     "tweedie_denoiser",
+    "posterior_mean_monte_carlo",
     "linearity_defect",
 ]
 
@@ -151,6 +153,36 @@ def tweedie_denoiser(log_density, y: ArrayLike, sigma: float) -> np.ndarray:
     yq = yt.detach().double().clone().requires_grad_(True)
     (g,) = torch.autograd.grad(log_density(yq, sigma).sum(), yq)
     return (yq + sigma**2 * g).detach().numpy()
+
+
+def posterior_mean_monte_carlo(
+    prior_samples: ArrayLike, y: ArrayLike, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """E[x | y] estimated without Tweedie's formula, by self-normalised likelihood weighting (Chapter 1).
+
+    Each prior draw x_j gets the weight w_j ∝ N(y; x_j, σ²I); the estimate is Σ_j w_j x_j and its standard
+    error is the delta-method one of a self-normalised estimate, sqrt(Σ_j w_j² ‖x_j − estimate‖²).
+
+    Args:
+        prior_samples: ``(M, d)`` draws x_j ~ p. y: ``(m, d)`` noisy points. sigma: σ > 0.
+
+    Returns:
+        (estimates ``(m, d)``, standard errors ``(m,)``), numpy arrays.
+    """
+    require_positive(sigma, "sigma")
+    xs = np.asarray(prior_samples, dtype=np.float64)
+    ys = np.asarray(y, dtype=np.float64)
+    if xs.ndim != 2 or ys.ndim != 2 or xs.shape[1] != ys.shape[1]:
+        raise ValueError(f"need prior_samples (M, d) and y (m, d) with the same d, got {xs.shape} and {ys.shape}")
+    means, ses = [], []
+    for q in ys:
+        logw = -((xs - q) ** 2).sum(1) / (2 * sigma**2)
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        mean = w @ xs
+        means.append(mean)
+        ses.append(np.sqrt((w**2 @ ((xs - mean) ** 2)).sum()))
+    return np.array(means), np.array(ses)
 
 
 def linearity_defect(f, X: ArrayLike, sigma: float, *, n_pairs: int = 400, seed: int = 0) -> float:
