@@ -13,7 +13,8 @@ assignments import (COURSE.md §5). Where each result of the paper (arXiv 2512.2
   :mod:`repdiff.dae.relu_losses`
 - Corollary 3.3's population limit, the exact test loss and the printed bound (Chapter 4):
   :mod:`repdiff.dae.population_limits`
-- the checks a chapter runs and tests/test_negative_controls_part1a.py runs on named wrong answers:
+- the checks a chapter runs, and tests/test_negative_controls_part1a.py (Chapters 1-3) and
+  tests/test_negative_controls_ch04.py run on named wrong answers:
   :mod:`repdiff.dae.checks_linear` (Chapters 1-2), :mod:`repdiff.dae.checks_memorization` (Chapter 3),
   :mod:`repdiff.dae.checks_generalization` (Chapter 4)
 

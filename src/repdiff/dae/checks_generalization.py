@@ -1,6 +1,6 @@
 """The checks behind Chapter 4's claims: blocks per mode, their maps and limits, test losses, rates.
 
-A chapter calls a check function and tests/test_negative_controls_part1a.py calls the *same* function on a
+A chapter calls a check function and tests/test_negative_controls_ch04.py calls the *same* function on a
 named wrong answer (untrained weights, the σ-typo limit, a memorizer, ...), which must raise CheckFailed.
 """
 
