@@ -15,14 +15,23 @@ assignments import (COURSE.md §5). Where each result of the paper (arXiv 2512.2
   :mod:`repdiff.dae.population_limits`
 - the checks a chapter runs, and tests/test_negative_controls_part1a.py (Chapters 1-3) and
   tests/test_negative_controls_ch04.py run on named wrong answers:
-  :mod:`repdiff.dae.checks_linear` (Chapters 1-2), :mod:`repdiff.dae.checks_memorization` (Chapter 3),
-  :mod:`repdiff.dae.checks_generalization` (Chapter 4)
+  :mod:`repdiff.dae.denoising_checks` (Chapters 1-2), :mod:`repdiff.dae.memorization_checks` (Chapter 3),
+  :mod:`repdiff.dae.generalization_checks` (Chapter 4)
 
 Conventions: rows are samples, ``X`` has shape ``(n, d)``, weights ``(d, p)``; functions accept numpy
 arrays or torch tensors and return the same kind.
 """
 
-from repdiff.dae.checks_generalization import (
+from repdiff.dae.denoising_checks import (
+    check_dsm_minimiser,
+    check_linear_dae_fit,
+    check_linear_dae_minimum,
+    check_monte_carlo,
+    check_no_lower_loss,
+    check_not_affine,
+    check_tweedie,
+)
+from repdiff.dae.generalization_checks import (
     check_blocks,
     check_convergence_rates,
     check_mode_maps,
@@ -32,28 +41,19 @@ from repdiff.dae.checks_generalization import (
     check_test_loss,
     check_train_test_agree,
 )
-from repdiff.dae.checks_linear import (
-    check_dsm_minimiser,
-    check_linear_dae_fit,
-    check_linear_dae_minimum,
-    check_monte_carlo,
-    check_no_lower_loss,
-    check_not_affine,
-    check_tweedie,
+from repdiff.dae.linear_solutions import (
+    linear_dae_loss,
+    linear_dae_min_loss,
+    linear_dae_solution,
+    shrinkage_factors,
 )
-from repdiff.dae.checks_memorization import (
+from repdiff.dae.memorization_checks import (
     check_all_memorize,
     check_local_minimum,
     check_memorizer,
     check_separable,
     memorization_errors,
     storage_shares,
-)
-from repdiff.dae.linear_solutions import (
-    linear_dae_loss,
-    linear_dae_min_loss,
-    linear_dae_solution,
-    shrinkage_factors,
 )
 from repdiff.dae.optimal_denoiser import (
     empirical_denoiser,
