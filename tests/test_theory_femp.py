@@ -7,7 +7,12 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from repdiff.data.synthetic import GaussianMixture
-from repdiff.theory import empirical_denoiser, empirical_log_density, wiener_denoiser
+from repdiff.theory import (
+    empirical_denoiser,
+    empirical_log_density,
+    posterior_mean_monte_carlo,
+    wiener_denoiser,
+)
 
 rng = np.random.default_rng(0)
 
@@ -118,3 +123,27 @@ def test_gaussian_mixture_rejects_bad_parameters():
         GaussianMixture(weights=[0.5, 0.6], means=np.zeros((2, 2)), covs=np.stack([np.eye(2)] * 2))
     with pytest.raises(ValueError, match="covs"):
         GaussianMixture(weights=[1.0], means=np.zeros((1, 2)), covs=np.eye(3)[None])
+
+
+def test_posterior_mean_monte_carlo_agrees_with_the_exact_mixture_formula():
+    """Likelihood weighting of prior draws (Chapter 1's Tweedie check) lands within a few standard errors
+    of the exact posterior mean of a Gaussian mixture, and its standard errors shrink like 1/sqrt(M)."""
+    prior = GaussianMixture(weights=[0.6, 0.4], means=[[-1.0, 0.0], [1.0, 0.5]],
+                            covs=[np.diag([0.2, 0.1]), np.diag([0.1, 0.3])])
+    y = np.array([[-0.5, 0.2], [0.3, 0.0], [1.5, 1.0]])
+    g = np.random.default_rng(5)
+    x_small, _ = prior.sample(20_000, g)
+    x_big, _ = prior.sample(80_000, g)
+    est, se = posterior_mean_monte_carlo(x_big, y, 0.5)
+    exact = prior.posterior_mean(torch.from_numpy(y), 0.5).numpy()
+    assert est.shape == (3, 2) and se.shape == (3,)
+    assert np.all(np.abs(est - exact).max(1) < 5 * se)
+    _, se_small = posterior_mean_monte_carlo(x_small, y, 0.5)
+    np.testing.assert_allclose(se_small / se, 2.0, rtol=0.2)
+
+
+def test_posterior_mean_monte_carlo_rejects_bad_input():
+    with pytest.raises(ValueError, match="same d"):
+        posterior_mean_monte_carlo(np.zeros((10, 3)), np.zeros((2, 2)), 0.5)
+    with pytest.raises(ValueError, match="sigma"):
+        posterior_mean_monte_carlo(np.zeros((10, 2)), np.zeros((2, 2)), 0.0)
