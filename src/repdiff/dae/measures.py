@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from repdiff import metrics, theory
+from repdiff import metrics
 from repdiff._arrays import ArrayLike, require_finite, to_tensor
+from repdiff.dae.relu_losses import relu_dae_loss_mc
 
 __all__ = [
     "representation_stats",
@@ -208,6 +209,6 @@ def loss_and_gradient_norm(
     its gradient in (W1, W2) at the given ``(d, p)`` weights (Chapter 5). ``X`` is ``(n, d)``."""
     A = to_tensor(W1, "W1")[0].detach().double().clone().requires_grad_()
     B = to_tensor(W2, "W2")[0].detach().double().clone().requires_grad_()
-    loss = theory.relu_dae_loss_mc(A, B, to_tensor(X, "X")[0].double(), sigma, lam, n_draws=n_draws, seed=seed)
+    loss = relu_dae_loss_mc(A, B, to_tensor(X, "X")[0].double(), sigma, lam, n_draws=n_draws, seed=seed)
     loss.backward()
     return float(loss.detach()), float(torch.cat([A.grad.ravel(), B.grad.ravel()]).norm())

@@ -17,8 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from repdiff._arrays import ArrayLike, to_tensor
+from repdiff.dae.linear_solutions import linear_dae_loss
 from repdiff.dae.models import ReLUDAE
-from repdiff.theory import linear_dae_loss
 
 __all__ = ["train_dae", "fit_linear_dae"]
 
