@@ -1,9 +1,9 @@
 """Train a small diffusers U-Net from a JSON recipe: ``python -m repdiff.unets.train <recipe.json> [...]`` (Chapter 9).
 
-The same command runs on a CPU, one GPU, or several (``accelerate launch -m repdiff.unets.train <recipe>``), through
-Hugging Face Accelerate; several CPU processes start with
-``torchrun --nproc_per_node N -m repdiff.unets.train <recipe>``
-(``accelerate launch --cpu`` needs MPI for that). What a run does:
+The same command runs on a CPU or a GPU, through Hugging Face Accelerate. Several processes start with
+``torchrun --nproc_per_node N -m repdiff.unets.train <recipe>``: tests/test_train.py runs it with two CPU processes
+(gloo); on several GPUs the same command, or ``accelerate launch -m repdiff.unets.train <recipe>``, starts one process
+per GPU (untested here; ``accelerate launch --cpu`` needs MPI for several CPU processes). What a run does:
 
 - loads the exact training tensor of the recipe's ``data`` entry (:func:`repdiff.data.real.load_dataset`);
 - trains a ``UNet2DModel`` (:func:`repdiff.unets.model.build_unet`) on the standard DDPM objective: draw a step t and
