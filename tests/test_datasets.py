@@ -11,6 +11,7 @@ import torch
 from repdiff.data import real as datasets
 from repdiff.data.procedural import procedural_images
 from repdiff.data.real import DatasetNotAvailable, load_dataset
+from repdiff.data.synthetic import load_digits
 
 
 def test_procedural_is_deterministic_and_offsets_are_disjoint():
@@ -48,6 +49,14 @@ def test_load_dataset_digits_range_and_shape():
     assert x.shape == (5, 1, 8, 8)
     assert float(x.min()) >= -1 and float(x.max()) <= 1
     assert load_dataset({"name": "digits", "n": 3, "size": 16}).shape == (3, 1, 16, 16)
+
+
+def test_load_dataset_digits_is_load_digits_as_images():
+    """The digits spec reads the one digits loader (repdiff.data.synthetic.load_digits), shuffle included."""
+    X = load_digits(seed=5, shuffle=True).reshape(-1, 8, 8)
+    x = load_dataset({"name": "digits", "n": 4, "offset": 7, "shuffle_seed": 5})
+    assert x.dtype == torch.float32
+    np.testing.assert_array_equal(x[:, 0].numpy(), X[7:11].astype(np.float32))
 
 
 def test_mnist_reader_on_a_tiny_local_file(tmp_path):

@@ -34,6 +34,14 @@ def test_digits_with_labels_matches_load_digits():
     assert set(y.tolist()) == set(range(10))
 
 
+def test_load_digits_shuffles_images_and_labels_together():
+    X, y = load_digits(return_labels=True)
+    Xs, ys = load_digits(n=50, seed=3, shuffle=True, return_labels=True)
+    perm = np.random.default_rng(3).permutation(len(X))[:50]
+    np.testing.assert_array_equal(Xs, X[perm])
+    np.testing.assert_array_equal(ys, y[perm])
+
+
 def test_one_per_class():
     y = np.array([3, 1, 3, 0, 1, 0, 0])
     np.testing.assert_array_equal(imd.one_per_class(y), [3, 1, 0])

@@ -2,6 +2,9 @@
 transition."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,6 +13,9 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")
 
+from diffusers import UNet2DModel  # noqa: E402
+
+import repdiff.unets.train as T  # noqa: E402
 from repdiff.data.real import DatasetNotAvailable  # noqa: E402
 from repdiff.paths import data_path  # noqa: E402
 from repdiff.unets.train import load_recipe, main, train, train_config  # noqa: E402
@@ -105,15 +111,14 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import repdiff.unets.train as T
-import repdiff.unets.model as U
 
 recipe, out, k, dump = json.loads(open(sys.argv[1]).read()), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(1)
 seen, grads, models = [], [], []
 share = T._process_share
 T._process_share = lambda draws, p, n: seen.append(share(draws, p, n)[0].tolist()) or share(draws, p, n)
-build = U.build_unet
-U.build_unet = lambda *a, **kw: models.append(build(*a, **kw)) or models[-1]
+build = T.build_unet
+T.build_unet = lambda *a, **kw: models.append(build(*a, **kw)) or models[-1]
 register_optimizer_step_pre_hook(
     lambda opt, args, kwargs: grads.append([p.grad.clone() for g in opt.param_groups for p in g["params"]]))
 rank = int(os.environ["RANK"])  # set by torchrun (creating Accelerate's state here would pin it to one process)
@@ -146,15 +151,6 @@ def test_two_processes_train_like_one_on_the_union_batch_and_resume(tmp_path, mo
     batch; DDP averages the gradients, so the ranks' weights stay identical and equal a one-process run of the
     same recipe; a run stopped at step 3 and resumed (in the same processes, from the checkpoint on disk)
     continues the same learning-rate schedule, and the saved checkpoint and pipeline load."""
-    import os
-    import subprocess
-    import sys
-
-    from diffusers import UNet2DModel
-
-    import repdiff.unets.model as U
-    import repdiff.unets.train as T
-
     torch.set_num_threads(1)
     k = 3
     (tmp_path / "worker.py").write_text(WORKER)
@@ -176,8 +172,8 @@ def test_two_processes_train_like_one_on_the_union_batch_and_resume(tmp_path, mo
     seen, grads, models = [], [], []
     share = T._process_share
     monkeypatch.setattr(T, "_process_share", lambda d, p, n: seen.append(share(d, p, n)[0].tolist()) or share(d, p, n))
-    build = U.build_unet
-    monkeypatch.setattr(U, "build_unet", lambda *a, **kw: models.append(build(*a, **kw)) or models[-1])
+    build = T.build_unet
+    monkeypatch.setattr(T, "build_unet", lambda *a, **kw: models.append(build(*a, **kw)) or models[-1])
     hook = register_optimizer_step_pre_hook(
         lambda opt, args, kwargs: grads.append([p.grad.clone() for g in opt.param_groups for p in g["params"]]))
     try:

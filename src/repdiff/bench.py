@@ -20,12 +20,21 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from repdiff.data.real import load_dataset
+from repdiff.metrics import memorization_fraction
+from repdiff.noise import add_noise, per_sample
+from repdiff.paths import data_path
+from repdiff.sd import tiny_sd
+from repdiff.unets.model import build_scheduler, build_unet, generate, load_pipeline
 
 __all__ = ["train_throughput", "bench_train", "bench_tiny_sd", "transition_table", "main"]
 
@@ -48,8 +57,6 @@ def train_throughput(
     Returns a dict with ``images_per_s``, ``seconds_per_step`` and the settings actually used
     (``compile_error`` when compilation failed and eager mode was timed instead).
     """
-    from repdiff.unets.model import build_scheduler, build_unet
-
     recipe = recipe or {"data": {"name": "procedural"}}
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
@@ -62,8 +69,7 @@ def train_throughput(
     x0 = torch.randn(batch_size, *image_shape, device=device).contiguous(memory_format=fmt)
     noise = torch.randn_like(x0)
     t = torch.randint(0, len(abar), (batch_size,), device=device)
-    a = abar[t].view(-1, 1, 1, 1)
-    xt = (a.sqrt() * x0 + (1 - a).sqrt() * noise).contiguous(memory_format=fmt)
+    xt = add_noise(x0, noise, per_sample(abar[t], x0)).contiguous(memory_format=fmt)
     info: dict[str, Any] = {"bf16": bf16, "channels_last": channels_last, "compile": compile,
                             "compile_mode": compile_mode}
     run = model
@@ -114,8 +120,6 @@ def bench_train(
     which remove the kernel-launch overhead that dominates a small U-Net: measured on an H100 at batch 128,
     the default mode gave 0.95x and reduce-overhead 4.4x the reference throughput).
     """
-    import platform
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if compile_mode is None and device.type == "cuda":
         compile_mode = "reduce-overhead"
@@ -141,10 +145,6 @@ def bench_tiny_sd(*, steps: int = 300, batch_size: int | None = None, compile: b
     Both run :func:`repdiff.sd.tiny_sd.train` on the shipped recipe with a 10-step VAE stage and one U-Net stage
     of ``steps`` steps (at the recipe's batch size unless ``batch_size``); the rate includes warm-up.
     """
-    import copy
-
-    from repdiff.sd import tiny_sd
-
     recipe = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
     recipe["train_vae"]["steps"] = 10
     recipe["train_unet"] = {k: v for k, v in recipe["train_unet"].items() if k != "stop_after"}
@@ -180,11 +180,6 @@ def transition_table(
     seed ``seed``); they are compared with the recipe's training set by
     :func:`repdiff.metrics.memorization_fraction`. ``only`` restricts the check to these folder names.
     """
-    from repdiff.data.real import load_dataset
-    from repdiff.metrics import memorization_fraction
-    from repdiff.paths import data_path
-    from repdiff.unets.model import generate, load_pipeline
-
     root = Path(root) if root is not None else data_path("unet_sweep")
     rows = []
     for folder in sorted(p.parent for p in root.glob("*/model_index.json")):

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from repdiff._arrays import ArrayLike, like_input, require_finite, to_tensor
+from repdiff.data.synthetic import load_digits
 
 __all__ = [
     "CELEBA_REPO",
@@ -45,12 +47,9 @@ CELEBA_REPO = "eurecom-ds/celeba"
 def digits_with_labels() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 digits in [−1, 1] and their classes: ``(1797, 64)`` float64, ``(1797,)`` int.
 
-    Same pixel scaling as :func:`repdiff.data.synthetic.load_digits` (0…16 ↦ −1…1), in the bundled order.
+    :func:`repdiff.data.synthetic.load_digits` with its labels, in the bundled order (Chapter 6).
     """
-    from sklearn.datasets import load_digits as _sk_load_digits
-
-    bunch = _sk_load_digits()
-    return bunch.data.astype(np.float64) / 8.0 - 1.0, bunch.target.astype(np.int64)
+    return load_digits(return_labels=True)
 
 
 def one_per_class(labels: Sequence[int] | np.ndarray, per_class: int = 1) -> np.ndarray:
@@ -74,8 +73,6 @@ def one_per_class(labels: Sequence[int] | np.ndarray, per_class: int = 1) -> np.
 
 def _to_grey_array(img: Any, size: int) -> np.ndarray:
     """One image (PIL image, ``{"bytes": ...}`` dict, bytes or array) → grey ``(size, size)`` in [0, 255]."""
-    from PIL import Image
-
     if isinstance(img, dict):
         if img.get("bytes") is None:
             raise ValueError("an image row given as a dict needs its 'bytes' (PNG/JPEG file content)")
@@ -240,12 +237,7 @@ def load_real_images(
     ``"celeba"``: :func:`celeba_from_hub` (Colab; ``n`` defaults to 10,000, ``size`` to 32).
     """
     if name == "digits":
-        X, _ = digits_with_labels()
-        if n is not None:
-            if not 1 <= n <= len(X):
-                raise ValueError(f"n must be between 1 and {len(X)} for digits, got {n}")
-            X = X[:n]
-        return X, DIGITS_SHAPE
+        return load_digits(n=n), DIGITS_SHAPE
     if name == "celeba":
         return celeba_from_hub(10_000 if n is None else n, size=size, cache=cache), (size, size)
     raise ValueError(f"unknown data set {name!r}: use 'digits' or 'celeba'")

@@ -30,13 +30,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import tarfile
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from repdiff.data import images as image_datasets
+from repdiff.data.procedural import procedural_images
+from repdiff.data.synthetic import load_digits
 
 __all__ = [
     "DatasetNotAvailable",
@@ -181,8 +187,6 @@ def _fetch(url: str, dest: Path) -> Path:
     :class:`ChecksumMismatch` names the URL, the expected and the actual MD5. A name with no pinned checksum is
     refused (``ValueError``) before anything is downloaded.
     """
-    import urllib.request
-
     if dest.name not in CHECKSUMS:
         raise ValueError(f"no pinned checksum for {dest.name!r}: only files in repdiff.data.real.CHECKSUMS are fetched")
     expected = CHECKSUMS[dest.name]
@@ -310,8 +314,6 @@ def load_dataset(spec: dict[str, Any] | str | Path) -> torch.Tensor:
         DatasetNotAvailable: the data set is not on disk (the message says how to get it).
     """
     if isinstance(spec, (str, Path)):
-        import json
-
         spec = json.loads(Path(spec).read_text())
     if not isinstance(spec, dict):
         raise TypeError(f"spec must be a dict, a recipe or a recipe path, got {type(spec).__name__}")
@@ -329,8 +331,6 @@ def load_dataset(spec: dict[str, Any] | str | Path) -> torch.Tensor:
     offset = int(spec.get("offset", 0))
 
     if name == "procedural":
-        from repdiff.data.procedural import procedural_images
-
         if n is None:
             raise ValueError("the procedural stream is unbounded: give n")
         x = torch.from_numpy(
@@ -344,11 +344,9 @@ def load_dataset(spec: dict[str, Any] | str | Path) -> torch.Tensor:
         return x
 
     if name == "digits":
-        from sklearn.datasets import load_digits as _sk_load_digits
-
-        X = _sk_load_digits().images.astype(np.float32) / 8.0 - 1.0  # (1797, 8, 8), 0…16 ↦ −1…1
-        if spec.get("shuffle_seed") is not None:
-            X = X[np.random.default_rng(int(spec["shuffle_seed"])).permutation(len(X))]
+        seed = spec.get("shuffle_seed")
+        X = load_digits(seed=int(seed or 0), shuffle=seed is not None)  # (1797, 64), 0…16 ↦ −1…1
+        X = X.astype(np.float32).reshape(-1, 8, 8)
         x = torch.from_numpy(np.ascontiguousarray(_take(X, n, offset, "digits"))).unsqueeze(1)
         size = int(spec.get("size", 8))
         return x if size == 8 else torch.nn.functional.interpolate(x, size=(size, size), mode="nearest")
@@ -381,8 +379,6 @@ def load_dataset(spec: dict[str, Any] | str | Path) -> torch.Tensor:
         return _resize(x, int(spec.get("size", 32))).clamp(-1, 1)
 
     # celeba: reuse the grey 32×32 CelebA reader of Chapter 6
-    from repdiff.data import images as image_datasets
-
     size = int(spec.get("size", 32))
     path = Path(spec.get("path") or default_root("celeba") / f"celeba_grey{size}.npz")
     if not path.is_file() and spec.get("download", False):

@@ -16,7 +16,6 @@ import torch
 from repdiff._arrays import require_finite, require_positive
 
 __all__ = [
-    "load_dataset",
     "load_digits",
     "GaussianMixture",
     "separable_samples",
@@ -25,22 +24,28 @@ __all__ = [
 ]
 
 
-def load_digits(*, n: int | None = None, seed: int = 0, shuffle: bool = False) -> np.ndarray:
+def load_digits(
+    *, n: int | None = None, seed: int = 0, shuffle: bool = False, return_labels: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled handwritten digits as rows in [−1, 1]: shape ``(n, 64)``, float64.
 
-    Pixel values 0…16 are mapped to −1…1. ``n`` keeps the first ``n`` images (after an optional shuffle
-    with ``seed``). Reshape a row to ``(8, 8)`` to see the image.
+    The one reader of the digits (Chapters 1, 6, 7 directly; Chapter 6's :mod:`repdiff.data.images` and
+    Part III's :func:`repdiff.data.real.load_dataset` through it). Pixel values 0…16 are mapped to −1…1.
+    ``n`` keeps the first ``n`` images (after an optional shuffle with ``seed``). Reshape a row to ``(8, 8)``
+    to see the image. With ``return_labels`` the classes come too: ``(X (n, 64), labels (n,) int64)``.
     """
-    from sklearn.datasets import load_digits as _sk_load_digits
+    from sklearn.datasets import load_digits as _sk_load_digits  # heavy: imported only when digits are read
 
-    X = _sk_load_digits().data.astype(np.float64) / 8.0 - 1.0
+    bunch = _sk_load_digits()
+    X, y = bunch.data.astype(np.float64) / 8.0 - 1.0, bunch.target.astype(np.int64)
     if shuffle:
-        X = X[np.random.default_rng(seed).permutation(len(X))]
+        perm = np.random.default_rng(seed).permutation(len(X))
+        X, y = X[perm], y[perm]
     if n is not None:
         if not 1 <= n <= len(X):
             raise ValueError(f"n must be between 1 and {len(X)}, got {n}")
-        X = X[:n]
-    return X
+        X, y = X[:n], y[:n]
+    return (X, y) if return_labels else X
 
 
 @dataclass
@@ -284,15 +289,3 @@ def low_rank_gaussian_mixture(
         covs[k] = 0.5 * (covs[k] + covs[k].T)
     w = np.full(K, 1.0 / K) if weights is None else np.asarray(weights, dtype=np.float64)
     return GaussianMixture(weights=w, means=means, covs=covs)
-
-
-def load_dataset(spec: dict):
-    """The exact training tensor a recipe's ``data`` entry describes: ``(N, C, H, W)`` in [−1, 1] (Part III).
-
-    Thin entry point; the loaders (procedural images, digits, MNIST, CIFAR-10, CelebA) and the spec format
-    live in :func:`repdiff.data.real.load_dataset`. A data set that is not on disk raises
-    ``repdiff.data.real.DatasetNotAvailable`` with a message saying how to get it.
-    """
-    from repdiff.data.real import load_dataset as _load_dataset
-
-    return _load_dataset(spec)

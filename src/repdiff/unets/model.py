@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from repdiff.noise import ve_sigma
 from repdiff.notebook import check_range
 from repdiff.sampling import sample
 
@@ -126,11 +127,14 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def ve_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """VE noise level of every VP step: σ_t = √((1 − ᾱ_t)/ᾱ_t). Shape ``(T,)`` → ``(T,)``, float64, increasing."""
+    """VE noise level of every step of a schedule: :func:`repdiff.noise.ve_sigma` in float64 (Chapters 9-11).
+
+    Shape ``(T,)`` → ``(T,)``, increasing; σ_t = √((1 − ᾱ_t)/ᾱ_t).
+    """
     a = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
-    if a.ndim != 1 or not ((a > 0) & (a <= 1)).all():
-        raise ValueError("alphas_cumprod must be a 1-D tensor of values in (0, 1]")
-    return ((1 - a) / a).sqrt()
+    if a.ndim != 1:
+        raise ValueError(f"alphas_cumprod must be a 1-D tensor (T,), got shape {tuple(a.shape)}")
+    return ve_sigma(a)
 
 
 def eps_to_x0(x_ve: torch.Tensor, eps: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
@@ -292,12 +296,13 @@ def ddim_vp_and_ve(
         x = sched.step(unet(x, tt).sample, tt, x, eta=0.0).prev_sample
     ts = sched.timesteps.long()
     abar = sched.alphas_cumprod.double()
-    sig = ve_sigmas(abar)
+    sig_ve = ve_sigmas(abar)
+    sig = sig_ve
     if sigma_kind == "vp":  # kept inside the trained range, so the denoiser accepts it
-        sig = torch.maximum((1 - abar).sqrt(), sig[0])
+        sig = torch.maximum((1 - abar).sqrt(), sig_ve[0])
     sig_sched = torch.cat([sig[ts], torch.zeros(1, dtype=torch.float64)])
     den = UNetDenoiser(unet, sched.alphas_cumprod)
-    start = noise * math.sqrt(1 + float(ve_sigmas(abar)[ts[0]]) ** 2)
+    start = noise * math.sqrt(1 + float(sig_ve[ts[0]]) ** 2)
     x_ve = sample(den, start, sig_sched, progress=False)
     return x, x_ve
 

@@ -1,9 +1,9 @@
 """Train a small diffusers U-Net from a JSON recipe: ``python -m repdiff.unets.train <recipe.json> [...]`` (Chapter 9).
 
-The same command runs on a CPU, one GPU, or several (``accelerate launch -m repdiff.unets.train <recipe>``), through
-Hugging Face Accelerate; several CPU processes start with
-``torchrun --nproc_per_node N -m repdiff.unets.train <recipe>``
-(``accelerate launch --cpu`` needs MPI for that). What a run does:
+The same command runs on a CPU or a GPU, through Hugging Face Accelerate. Several processes start with
+``torchrun --nproc_per_node N -m repdiff.unets.train <recipe>``: tests/test_train.py runs it with two CPU processes
+(gloo); on several GPUs the same command, or ``accelerate launch -m repdiff.unets.train <recipe>``, starts one process
+per GPU (untested here; ``accelerate launch --cpu`` needs MPI for several CPU processes). What a run does:
 
 - loads the exact training tensor of the recipe's ``data`` entry (:func:`repdiff.data.real.load_dataset`);
 - trains a ``UNet2DModel`` (:func:`repdiff.unets.model.build_unet`) on the standard DDPM objective: draw a step t and
@@ -44,6 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
+
+from repdiff.data.real import load_dataset
+from repdiff.noise import add_noise, per_sample
+from repdiff.paths import repo_root
+from repdiff.unets.model import build_scheduler, build_unet, count_parameters, save_pipeline
 
 __all__ = ["DEFAULT_TRAIN", "load_recipe", "train_config", "train", "git_commit", "main"]
 
@@ -103,8 +109,6 @@ def git_commit() -> str:
     if os.environ.get("REPDIFF_COMMIT"):
         return os.environ["REPDIFF_COMMIT"]
     try:
-        from repdiff.paths import repo_root
-
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -116,8 +120,6 @@ def _worktree_dirty() -> bool | None:
     if os.environ.get("REPDIFF_COMMIT_DIRTY") is not None:
         return os.environ["REPDIFF_COMMIT_DIRTY"] == "1"
     try:
-        from repdiff.paths import repo_root
-
         out = subprocess.run(["git", "status", "--porcelain", "src"], cwd=repo_root(), capture_output=True, text=True,
                              timeout=10)
         return bool(out.stdout.strip()) if out.returncode == 0 else None
@@ -180,11 +182,6 @@ def train(
     from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
-
-    from repdiff.data.real import load_dataset
-    from repdiff.paths import repo_root
-    from repdiff.unets.model import build_scheduler, build_unet, count_parameters
 
     recipe = load_recipe(recipe)
     cfg = train_config(recipe)
@@ -271,8 +268,7 @@ def train(
         draws = _step_draws(cfg["seed"], step, n, cfg["batch_size"], shape, T)
         idx, t, noise = _process_share(draws, accelerator.process_index, accelerator.num_processes)
         x0, t, noise = data[idx.to(device)], t.to(device), noise.to(device)
-        a = abar[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        xt = add_noise(x0, noise, per_sample(abar[t], x0))
         if channels_last:
             xt = xt.contiguous(memory_format=torch.channels_last)
         lr = lr_schedule.get_last_lr()[0]
@@ -338,8 +334,6 @@ def train(
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
         return record
-    from repdiff.unets.model import save_pipeline
-
     final = copy.deepcopy(accelerator.unwrap_model(model)).to("cpu").float().to(memory_format=torch.contiguous_format)
     ema.copy_to(final.parameters())
     save_pipeline(final, scheduler, out)
