@@ -148,6 +148,11 @@ def test_mog_clusters_geometry():
         assert np.allclose(S[k], covs[k] + np.outer(means[k], means[k]))
     with pytest.raises(ValueError):
         recipes.mog_clusters(K=4, d=8, rank=2)
+    for a, b in zip(recipes.mog_clusters_of(recipes.MOG_RECIPE.data), (means, covs, S), strict=True):
+        assert np.array_equal(a, b)  # the recipe's clusters are the ones written out above
+    for j in range(4):  # the variance directions of different clusters are orthogonal (blocks apart)
+        for k in range(j):
+            assert np.allclose((covs[j] - 0.005 * np.eye(32)) @ (covs[k] - 0.005 * np.eye(32)), 0)
 
 
 def test_mog_training_data_has_labels():
@@ -207,7 +212,7 @@ def test_spikiness_along_and_column_rms():
     assert spk.std["mem"].shape == spk.gpr_mem.shape == (3, 5) and spk.groups.shape == (4,)
     fin = spk.end_medians()
     assert set(fin) == {"std_mem", "std_gen", "pr_mem", "pr_gen", "gpr_mem"} and fin["std_mem"] == fin["std_gen"]
-    assert tm.column_rms(m) == pytest.approx(float(m.W1.norm(dim=0).square().mean().sqrt()))
+    assert tm.column_rms(m) == pytest.approx(float(m.W1.detach().norm(dim=0).square().mean().sqrt()))
 
 
 def test_paper_sampler_variants_keys_and_ranges():

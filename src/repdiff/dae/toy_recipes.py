@@ -21,6 +21,7 @@ __all__ = [
     "Recipe",
     "make_training_data",
     "mog_clusters",
+    "mog_clusters_of",
     "MEM_RECIPE",
     "GEN_RECIPE",
     "MOG_RECIPE",
@@ -84,8 +85,14 @@ def mog_clusters(
     """Means ``(K, d)``, covariances ``(K, d, d)`` and second moments S_k = μ_kμ_kᵀ + Σ_k ``(K, d, d)``.
 
     The means are a centred simplex (pairwise cosine −1/(K−1) < 0: the separability of paper Def. 3.1
-    with β < 0) scaled to norm ``norm``; each Σ_k has ``rank`` directions orthogonal to all means with
-    variances ``spread`` plus ``floor`` times the identity. Chapter 8 uses it for the Cor. 3.3 check.
+    with β < 0) scaled to norm ``norm``; each Σ_k has ``rank`` directions with variances ``spread``, plus
+    ``floor`` times the identity. All K(1 + rank) directions come from one orthonormal basis, so each
+    cluster's variance directions are orthogonal to all means *and to the other clusters'* variance
+    directions: the clusters' Wiener blocks of Cor. 3.3 live in separate subspaces, which Chapter 8's block
+    test needs. (:func:`repdiff.data.synthetic.low_rank_gaussian_mixture` builds means of the same
+    geometry but draws each cluster's variance directions independently, orthogonal only to the means;
+    in d = 32 the planes of two clusters then meet at principal cosines up to about 0.5, and the learned
+    blocks mix.)
     """
     if K < 2 or K > d or rank < 1 or len(spread) != rank:
         raise ValueError(f"need 2 <= K <= d, rank >= 1 and len(spread) == rank; got K={K}, d={d}, rank={rank}")
@@ -104,6 +111,17 @@ def mog_clusters(
     return means, covs, S
 
 
+def mog_clusters_of(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mog_clusters` for a recipe's ``{"kind": "mog", ...}`` data entry (its keys are the arguments;
+    ``n`` is the number of samples). Returns means ``(K, d)``, covariances and second moments ``(K, d, d)``.
+    Chapter 8."""
+    return mog_clusters(
+        K=int(data.get("K", 4)), d=int(data.get("d", 32)), rank=int(data.get("rank", 2)),
+        norm=float(data.get("norm", 3.0)), spread=tuple(data.get("spread", (0.5, 0.25))),
+        floor=float(data.get("floor", 0.005)), seed=int(data.get("seed", 0)),
+    )
+
+
 def make_training_data(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
     """The training set ``(n, d)`` a recipe's ``data`` entry names, and cluster labels ``(n,)`` (MoG only)."""
     kind = data.get("kind")
@@ -112,11 +130,7 @@ def make_training_data(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | N
             return load_digits()[np.asarray(data["indices"], dtype=int)], None
         return load_digits(n=int(data["n"]), seed=int(data.get("seed", 0)), shuffle=True), None
     if kind == "mog":
-        means, covs, _ = mog_clusters(
-            K=int(data.get("K", 4)), d=int(data.get("d", 32)), rank=int(data.get("rank", 2)),
-            norm=float(data.get("norm", 3.0)), spread=tuple(data.get("spread", (0.5, 0.25))),
-            floor=float(data.get("floor", 0.005)), seed=int(data.get("seed", 0)),
-        )
+        means, covs, _ = mog_clusters_of(data)
         K = len(means)
         gm = GaussianMixture(np.full(K, 1.0 / K), means, covs)
         X, labels = gm.sample(int(data["n"]), np.random.default_rng(int(data.get("seed", 0)) + 1))
