@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from repdiff.theory import empirical_denoiser
+from repdiff.dae.optimal_denoiser import empirical_denoiser
 
 __all__ = [
     "Denoiser",
