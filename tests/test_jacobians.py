@@ -1,4 +1,4 @@
-"""Tests of repdiff.dae.jacobians (Chapter 8) against independent computations."""
+"""Tests of repdiff.dae.jacobians and jacobian_experiments (Chapter 8) against independent computations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from repdiff import theory
+from repdiff.dae import jacobian_experiments as jx
 from repdiff.dae import jacobians as jac
+from repdiff.dae import toy_recipes
 from repdiff.dae.toy_diffusion import TimeConditionedReLUDAE
 
 
@@ -136,3 +138,34 @@ def test_gain_check_passes_on_the_wiener_gain_where_candidates_differ():
     s = torch.full((4,), 0.505, dtype=torch.float64)  # Chapter 8's second MoG eigenvalue
     w = jac.gain_candidates(s, 1.5)["wiener"]
     assert jac.check_gain_prediction("Wiener as learned", w, s, 1.5, tol=0.1) < 1e-12
+
+
+def _mog_setup():
+    data = {"kind": "mog", "n": 200, "K": 2, "d": 8, "rank": 1, "spread": [0.4], "seed": 1}
+    X, labels = toy_recipes.make_training_data(data)
+    _, _, S = toy_recipes.mog_clusters(K=2, d=8, rank=1, spread=(0.4,), seed=1)
+    model = TimeConditionedReLUDAE(8, 4, skip=False, seed=0)
+    return model, torch.tensor(X, dtype=torch.float32), labels, torch.tensor(S, dtype=torch.float32)
+
+
+def test_wiener_comparison_rows_summary_and_table():
+    model, X, labels, S = _mog_setup()
+    rows = jx.wiener_comparison(model, X, labels, S, (0.05, 0.5), torch.Generator().manual_seed(0), n=6)
+    assert [(r.sigma, r.cluster) for r in rows] == [(0.05, 0), (0.05, 1), (0.5, 0), (0.5, 1)]
+    assert all(0.0 <= r.cos2 <= 1.0 + 1e-6 and r.err >= 0 for r in rows)
+    summary = jx.wiener_summary(rows)
+    assert summary["err_max_small"] == max(r.err for r in rows[:2])
+    assert summary["err_max_05"] == max(r.err for r in rows[2:])
+    assert len(jx.wiener_table(rows).splitlines()) == 1 + len(rows)
+
+
+def test_cluster_gains_match_gain_along_and_gain_table():
+    model, X, labels, S = _mog_setup()
+    res = jx.cluster_gains(model, X, labels, S, [0.1, 1.0], n=5)
+    assert res.s_u.shape == (2, 2) and res.gain[2][1.0].shape == (2,)
+    xs = X[torch.as_tensor(labels == 1)][:5]
+    E = torch.linalg.eigh(S[1])[1]
+    direct = jac.gain_along(jac.denoiser_jacobian(model, xs, 0.1), E[:, -1]).median()
+    assert torch.allclose(res.gain[1][0.1][1], direct.double())
+    table = jx.gain_table(res.gain[2], res.s_u[:, 1])
+    assert len(table.splitlines()) == 3 and "Wiener" in table

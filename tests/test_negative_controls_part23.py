@@ -15,7 +15,7 @@ import torch
 import repdiff
 from repdiff import sampling
 from repdiff.dae import jacobians as jac
-from repdiff.dae import toy_diffusion as td
+from repdiff.dae import toy_measures as tm
 from repdiff.paths import data_path
 from repdiff.representations import check_extreme_row, check_separation
 
@@ -63,10 +63,10 @@ def test_ch07_ancestral_variance_check_rejects_other_steps(wrong):
 def test_ch07_participation_ratio_check_rejects_swapped_or_equal_models(wrong):
     rng = np.random.default_rng(0)
     pr_mem, pr_gen = 3.0 + rng.random(256), 2.0 + rng.random(256)
-    td.check_median_larger("PR mem vs gen", pr_mem, pr_gen)
+    tm.check_median_larger("PR mem vs gen", pr_mem, pr_gen)
     a, b = (pr_gen, pr_mem) if wrong == "swapped" else (pr_gen, pr_gen)
     with pytest.raises(repdiff.CheckFailed):
-        td.check_median_larger(f"PR, {wrong}", a, b)
+        tm.check_median_larger(f"PR, {wrong}", a, b)
 
 
 # ---------------------------------------------------------------------------------------------- Chapter 8

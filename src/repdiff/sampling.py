@@ -29,6 +29,8 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from repdiff.dae.optimal_denoiser import empirical_denoiser
+
 __all__ = [
     "Denoiser",
     "sigma_schedule",
@@ -157,8 +159,6 @@ def empirical_denoiser_fn(X: torch.Tensor) -> Denoiser:
 
     The memorization reference of Chapter 7: sampling with it returns training points.
     """
-    from repdiff.theory import empirical_denoiser
-
     if not isinstance(X, torch.Tensor):
         X = torch.as_tensor(X)
     if X.ndim != 2:
