@@ -33,6 +33,7 @@ from repdiff.notebook import (
     get_device,
     glue,
     glue_all,
+    glue_run_time,
     in_colab,
     seed_everything,
     setup_notebook,
@@ -43,8 +44,8 @@ __version__ = "0.1.0"
 _SUBMODULES = ("bench", "dae", "data", "grading", "metrics", "noise", "notebook", "paths", "plotting",
                "representations", "sampling", "sd", "theory", "unets", "widgets")
 
-__all__ = [*_SUBMODULES, "CheckFailed", "check", "check_range", "checks", "fast_mode", "get_device", "glue", "glue_all",
-           "in_colab", "seed_everything", "setup_notebook"]
+__all__ = [*_SUBMODULES, "CheckFailed", "check", "check_range", "checks", "fast_mode", "get_device", "glue",
+           "glue_all", "glue_run_time", "in_colab", "seed_everything", "setup_notebook"]
 
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)[0]
 

@@ -16,6 +16,7 @@ import dataclasses
 import io
 import os
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "fast_mode",
     "get_device",
     "glue",
+    "glue_run_time",
     "in_colab",
     "seed_everything",
     "setup_notebook",
@@ -96,6 +98,9 @@ def default_threads() -> int:
     return 1 if cores <= 2 else min(4, cores)
 
 
+_STARTED: float | None = None  # when setup_notebook ran: the start of the chapter's run time
+
+
 def setup_notebook(seed: int = 0, prefer: str = "auto", threads: int | None = None) -> torch.device:
     """The setup every chapter runs: figure style, seeds, CPU threads, device (with a one-line notice).
 
@@ -104,10 +109,12 @@ def setup_notebook(seed: int = 0, prefer: str = "auto", threads: int | None = No
         prefer: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`get_device`).
         threads: torch's CPU threads; ``None`` applies :func:`default_threads`.
 
-    Returns the chosen ``torch.device``.
+    Returns the chosen ``torch.device``. The call also starts the clock of :func:`glue_run_time`.
     """
     from repdiff.plotting import use_course_style
 
+    global _STARTED
+    _STARTED = time.perf_counter()
     use_course_style()
     seed_everything(seed)
     n = default_threads() if threads is None else int(threads)
@@ -254,6 +261,17 @@ def glue(name: str, value: Any, *, display: bool = False) -> None:
             plt.close(value)
     elif not is_figure:
         print(f"{name} = {value}")
+
+
+def glue_run_time(name: str = "run_seconds") -> float:
+    """Glue the seconds since :func:`setup_notebook` ran as ``name``: a chapter's last (hidden) cell calls it,
+    and the chapter's header says how long this page took to compute when the book was built
+    (``{glue:text}`run_seconds:.0f` s``), a measured time instead of a typed-in promise."""
+    if _STARTED is None:
+        raise RuntimeError("glue_run_time needs repdiff.setup_notebook() to have run first (it starts the clock)")
+    seconds = time.perf_counter() - _STARTED
+    glue(name, seconds)
+    return CheckResult(seconds)
 
 
 def glue_all(prefix: str, result: Any) -> None:
