@@ -5,8 +5,9 @@ each notebook by ``tools/stamp_notebooks.py``) is shown from a copy in ``_ext/st
 to Colab. Any other image with a remote address is a build warning (an error under ``-W``): ship the file.
 
 Widgets: a widget needs a live kernel; on a static page it is a dead control, and myst-nb would load require.js and
-the widget manager from public CDNs to draw it. Each explorer in the course sits next to a static figure of
-the same thing (CONTRIBUTING.md), so the site drops the widget outputs instead:
+the widget manager from public CDNs to draw it. The course's explorers (``repdiff.widgets.explorer``) draw a
+static figure instead when the book is built; as a safety net, any widget output that still reaches a page
+is dropped:
 
 - a cell output that carries ``application/vnd.jupyter.widget-view+json`` is removed whole (its
   ``text/plain`` fallback, e.g. ``VBox(children=...)``, is no use to a reader either), before myst-nb picks

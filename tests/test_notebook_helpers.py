@@ -1,5 +1,6 @@
 """The helpers every chapter uses: checks, glue, device, seeds, data paths, the figure style."""
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,164 @@ def test_glue_all_glues_every_scalar_field(capsys):
     assert capsys.readouterr().out.strip() == "y: v=1.25, t=2"
     with pytest.raises(TypeError):
         repdiff.glue_all("z", [1, 2])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# repdiff.checks: passes collapse into one block; a failure shows every line and stops the cell
+# ---------------------------------------------------------------------------------------------------------
+
+class _FakeShell:
+    """Stands in for IPython's shell, so ``checks`` takes its notebook path (a collapsed HTML block)."""
+
+
+def _run_checks(monkeypatch, capsys, factory, *, fail: bool) -> dict:
+    """Run two checks (the second failing when ``fail``) inside ``factory("title")`` as a notebook would."""
+    import IPython
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: _FakeShell())
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+    raised = None
+    try:
+        with factory("Tweedie's formula"):
+            check("first", [1.0], [1.0], tol=1e-9)
+            check("second", [1.0 + (0.5 if fail else 0.0)], [1.0], tol=1e-9)
+    except CheckFailed as err:
+        raised = err
+    return {"shown": shown, "out": capsys.readouterr().out, "raised": raised}
+
+
+def _problems_with_passes(run: dict) -> list[str]:
+    problems = []
+    if run["raised"] is not None:
+        problems.append("passing checks raised")
+    if len(run["shown"]) != 1:
+        problems.append(f"expected one displayed block, got {len(run['shown'])}")
+    else:
+        html_out = run["shown"][0].get("text/html", "")
+        if "<details class='repdiff-checks'>" not in html_out or "✓ 2 checks passed: Tweedie" not in html_out:
+            problems.append("the block is not a collapsed 'repdiff-checks' details with the count")
+        if html_out.count("[PASS]") != 2:
+            problems.append("the block does not keep both check lines")
+    if "[PASS]" in run["out"]:
+        problems.append("pass lines were printed outside the collapsed block")
+    return problems
+
+
+def _problems_with_failure(run: dict) -> list[str]:
+    problems = []
+    if not isinstance(run["raised"], CheckFailed):
+        problems.append("a failing check did not raise CheckFailed")
+    if run["shown"]:
+        problems.append("a failure was collapsed into a block")
+    if "[PASS] first" not in run["out"] or "[FAIL] second" not in run["out"]:
+        problems.append("a failure does not show every line in full")
+    return problems
+
+
+def test_checks_collapses_passes_into_one_block(monkeypatch, capsys):
+    assert _problems_with_passes(_run_checks(monkeypatch, capsys, repdiff.checks, fail=False)) == []
+
+
+def test_checks_failure_shows_every_line_and_raises(monkeypatch, capsys):
+    assert _problems_with_failure(_run_checks(monkeypatch, capsys, repdiff.checks, fail=True)) == []
+
+
+def test_checks_tests_catch_broken_implementations(monkeypatch, capsys):
+    """Negative controls: a checks block that swallows a failure, or collapses it, is caught."""
+
+    class Swallows(repdiff.checks):
+        def __exit__(self, *exc):
+            super().__exit__(*exc)
+            return True  # the failure no longer stops the cell
+
+    class CollapsesFailures(repdiff.checks):
+        def __exit__(self, exc_type, exc, tb):
+            return super().__exit__(None, None, None)  # shows the block as if all passed, then raises
+
+    class PrintsPasses(repdiff.checks):
+        def __init__(self, title):
+            super().__init__(title)
+            self._redirect = contextlib.nullcontext()  # pass lines go to the page one by one
+
+    assert _problems_with_failure(_run_checks(monkeypatch, capsys, Swallows, fail=True))
+    assert _problems_with_failure(_run_checks(monkeypatch, capsys, CollapsesFailures, fail=True))
+    assert _problems_with_passes(_run_checks(monkeypatch, capsys, PrintsPasses, fail=False))
+
+
+def test_checks_in_plain_python_prints_a_summary(capsys):
+    with repdiff.checks("plain"):
+        check_range("in range", 0.5, low=0.0)
+    out = capsys.readouterr().out
+    assert out.startswith("✓ 1 check passed: plain") and "[PASS] in range" in out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# repdiff.widgets: a static figure in the book build, live controls elsewhere
+# ---------------------------------------------------------------------------------------------------------
+
+def test_explorer_draws_once_at_the_defaults_in_the_book_build(monkeypatch, capsys):
+    from repdiff.widgets import explorer
+
+    monkeypatch.setenv("REPDIFF_BOOK_BUILD", "1")
+    calls = []
+
+    def draw(sigma: float = 0.3, steps: int = 7, kind: str = "b") -> None:
+        calls.append((sigma, steps, kind))
+
+    explorer(draw, labels={"sigma": "σ"}, sigma=(0.0, 1.0, 0.05), steps=(0, 10), kind=[("A", "a"), ("B", "b")])
+    assert calls == [(0.3, 7, "b")]
+    assert capsys.readouterr().out.strip() == ("Drawn at σ = 0.3, steps = 7, kind = B. In Jupyter or Colab this "
+                                               "figure has live controls.")
+    with pytest.raises(TypeError, match="no argument"):
+        explorer(draw, nosuch=(0, 1))
+
+
+def test_static_value_follows_interact():
+    from repdiff.widgets import static_value
+
+    assert static_value((0, 10)) == 5 and static_value((0, 10, 3)) == 3 and static_value((0.0, 1.0)) == 0.5
+    assert static_value([("x", 1), ("y", 2)]) == 1 and static_value(["p", "q"]) == "p"
+    assert static_value((0.0, 1.0), 0.25) == 0.25 and static_value(4.0) == 4.0
+    ipywidgets = pytest.importorskip("ipywidgets")
+    assert static_value(ipywidgets.IntSlider(value=3, min=0, max=9)) == 3
+
+
+def test_explorer_is_live_outside_the_book_build(monkeypatch):
+    ipywidgets = pytest.importorskip("ipywidgets")
+    from repdiff.widgets import explorer
+
+    monkeypatch.delenv("REPDIFF_BOOK_BUILD", raising=False)
+    got = {}
+    monkeypatch.setattr(ipywidgets, "interact", lambda f, **kw: got.update(kw))
+
+    def draw(sigma: float = 0.3, n: int = 2) -> None:
+        raise AssertionError("interact draws, not explorer")
+
+    assert explorer(draw, labels={"sigma": "σ"}, sigma=(0.0, 1.0, 0.05), n=(1, 5)) is None
+    assert isinstance(got["sigma"], ipywidgets.FloatSlider) and got["sigma"].description == "σ"
+    assert got["sigma"].value == 0.3 and got["n"] == (1, 5)  # unlabelled: left to interact
+
+
+def test_phase_explorer_static_in_the_book_build(monkeypatch, capsys):
+    from repdiff.widgets import phase_explorer
+
+    monkeypatch.setenv("REPDIFF_BOOK_BUILD", "1")
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    ns, ps, sigmas = [2, 4], [2, 4, 8], [0.1, 0.5]
+    phase_explorer({"mem": np.arange(12.0), "pr": np.ones(12)}, ns, ps, sigmas, labels={"mem": "memorization"})
+    assert len(shown) == 1 and "memorization, σ = 0.1" in shown[0].axes[0].get_title()
+    assert "measure = memorization, σ = 0.1" in capsys.readouterr().out
+    plt.close("all")
+    with pytest.raises(ValueError, match="grid has 12 cells"):
+        phase_explorer({"mem": np.arange(5.0)}, ns, ps, sigmas)
+
+
+def test_plot_representations():
+    fig = repdiff.plotting.plot_representations({"a": np.ones(4), "b": np.arange(4)}, {"a": "red", "b": "blue"})
+    assert len(fig.axes) == 2 and fig.get_figwidth() <= 7.0
+    plt.close(fig)
+    with pytest.raises(ValueError, match="same, non-empty"):
+        repdiff.plotting.plot_representations({"a": np.ones(4)}, {"b": "blue"})

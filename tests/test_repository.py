@@ -62,15 +62,72 @@ def test_chapter_shape(nb_path):
     assert not [h for h in headings if re.match(r"\d+(\.\d+)*\.? ", h)], "no hand-made section numbers"
     assert "colab-badge.svg" in header and re.search(r"\*[^*]*(CPU|GPU)[^*]*\*", header), "badge and hardware line"
     assert re.search(r"learning goals", header, re.I) and re.search(r"prerequisites", header, re.I)
-    setup = next(c for c in cells if c["cell_type"] == "code")
-    assert "REPO_URL" in "".join(setup["source"]) and "setup_notebook" in "".join(setup["source"])
+    code_cells = [c for c in cells if c["cell_type"] == "code"]
+    setup, first_visible = code_cells[0], code_cells[1]
+    assert "REPO_URL" in "".join(setup["source"]), "the first code cell is the (Colab) setup cell"
     assert "remove-cell" in setup.get("metadata", {}).get("tags", []), "the setup cell is hidden on the site"
+    assert not {"remove-cell", "remove-input"} & set(first_visible.get("metadata", {}).get("tags", []))
+    assert "setup_notebook(" in "".join(first_visible["source"]), \
+        "the first visible code cell imports repdiff and calls setup_notebook (names a reader sees are defined)"
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     assert re.search(r"\bcheck(_\w+)?\(", code), "a visible numerical check (a check* of repdiff)"
     assert "{glue:text}" in text or "{glue}" in text, "numbers in prose come from the run"
     assert text.count("{exercise}") >= 2 and "{solution}" in text and ":class: dropdown" in text
     assert "## Summary" in text
+
+
+@pytest.mark.parametrize("nb_path", TOC_NOTEBOOKS, ids=lambda p: p.name)
+def test_explorers_go_through_repdiff_widgets(nb_path):
+    """No dead widget on the website: an explorer is ``repdiff.widgets.explorer`` (or ``phase_explorer``), which
+    draws a static figure in the book build; ``ipywidgets.interact`` would leave a dead control there."""
+    nb = json.loads(nb_path.read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    direct = re.findall(r"^.*\b(?:interact|interactive|interact_manual)\(.*$", code, re.M)
+    assert not direct, f"{nb_path.name}: use repdiff.widgets.explorer(...) instead of: {direct}"
+
+
+# a result of the paper, named in a sphinx-proof title: "Corollary 3.2", "Cor. 3.4", "Theorem 3.1", "Eq. 11"
+PAPER_RESULT = re.compile(r"\b(?:Theorem|Corollary|Cor\.|Lemma|Definition|Proposition|Algorithm|Eq\.)\s*[A-D]?\d")
+PRF = re.compile(r"```\{prf:(?!proof)(\w+)\}([^\n]*)\n((?::[^\n]*\n)*)")
+
+
+def paper_numbered_results_without_nonumber(markdown: str) -> list[str]:
+    """prf directives whose title names a paper's numbered result but that the book would number too."""
+    return [f"{kind}: {title.strip()}" for kind, title, options in PRF.findall(markdown)
+            if PAPER_RESULT.search(title) and ":nonumber:" not in options]
+
+
+def test_paper_numbering_check_catches_a_double_number():
+    """Negative control: "Corollary 3.1 (Memorization (paper, Corollary 3.2))" is what the check prevents."""
+    bad = "```{prf:corollary} Memorization (paper, Corollary 3.2)\n:label: cor-mem\n\nText.\n```\n"
+    good = "```{prf:corollary} Memorization; the paper's Corollary 3.2\n:label: cor-mem\n:nonumber:\n\nText.\n```\n"
+    own = "```{prf:theorem} Tweedie's formula\n:label: thm-tweedie\n\nText.\n```\n"
+    assert paper_numbered_results_without_nonumber(bad) == ["corollary: Memorization (paper, Corollary 3.2)"]
+    assert paper_numbered_results_without_nonumber(good + own) == []
+
+
+@pytest.mark.parametrize("nb_path", TOC_NOTEBOOKS, ids=lambda p: p.name)
+def test_a_paper_result_carries_only_the_papers_number(nb_path):
+    """One numbering scheme (issue 25): the book numbers the course's own results by chapter; a result of the
+    paper is titled with the paper's number and marked ``:nonumber:``, so no box reads "Corollary 3.1 (...
+    Corollary 3.2)" (CONTRIBUTING.md, item 3)."""
+    nb = json.loads(nb_path.read_text())
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    bad = paper_numbered_results_without_nonumber(markdown)
+    assert not bad, f"{nb_path.name}: add :nonumber: (the title names the paper's number): {bad}"
+
+
+def test_landing_page_and_readme():
+    """Issue 23/25: README under 7,000 characters with the two commands; the landing page orients, once."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme) < 7000, f"README.md has {len(readme)} characters"
+    assert "bash scripts/setup.sh" in readme and "bash scripts/test.sh" in readme
+    intro = (ROOT / "intro.md").read_text()
+    assert "{tableofcontents}" not in intro and "as they are completed" not in intro
+    assert "```{glue:figure} intro_teaser" in intro and "notebook_times.json" in intro
+    assert (ROOT / "LICENSE").is_file() and "MIT" in (ROOT / "LICENSE").read_text()
+    assert "CC BY 4.0" in (ROOT / "LICENSE-text.md").read_text()
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None and not (ROOT / ".venv/bin/ruff").exists(), reason="ruff missing")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 __all__ = ["COLORS", "MEM_COLOR", "GEN_COLOR", "use_course_style", "show_images", "image_grid", "plot_denoiser_field",
-           "plot_steering_sweep"]
+           "plot_representations", "plot_steering_sweep"]
 
 # Okabe-Ito palette: distinguishable under the common forms of colour blindness.
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -214,3 +214,23 @@ def plot_denoiser_field(
     ax.scatter(points[:, 0], points[:, 1], s=18, color=MEM_COLOR, zorder=3, label="training points")
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="$y_1$", ylabel="$y_2$")
     ax.set_title(title if title is not None else f"σ = {sigma:g}")
+
+
+def plot_representations(reps: dict[str, np.ndarray], colors: dict[str, str], *,
+                         width: float = 7.0) -> plt.Figure:
+    """One bar chart per representation ``h`` ``(p,)``, side by side on a shared y axis (landing page).
+
+    ``reps`` maps a panel title (e.g. "memorizing network: spiky") to the hidden-unit activations of one
+    input; ``colors`` gives each panel's bar colour. Each panel's x axis numbers the hidden units.
+    """
+    if not reps or set(reps) != set(colors):
+        raise ValueError("reps and colors must name the same, non-empty set of panels")
+    fig, axes = plt.subplots(1, len(reps), figsize=(width, 2.6), sharey=True, squeeze=False)
+    for ax, (title, h) in zip(axes[0], reps.items(), strict=True):
+        h = np.asarray(h, dtype=np.float64).ravel()
+        ax.bar(np.arange(1, len(h) + 1), h, color=colors[title])
+        ax.set_xticks(np.arange(1, len(h) + 1))
+        ax.set(xlabel="hidden unit", title=title)
+    axes[0, 0].set_ylabel("activation $h_j$")
+    fig.tight_layout()
+    return fig

@@ -1,5 +1,6 @@
 """The built website, opened in headless Chromium: every page exists, math renders offline, no tracebacks,
-and no page loads anything from another host (issue 24: the site works offline).
+and no page loads anything from another host (issue 24: the site works offline). The layout checks (nothing
+scrolls sideways at 1280 px, screenshots of the key pages) are in ``test_layout.py``.
 
 The offline check is done twice: statically (every page's scripts, stylesheets, images, frames, media and
 CSS ``url()``/``@import`` must be local; plain ``<a href>`` links may point anywhere) and in the browser
@@ -76,14 +77,15 @@ def toc_pages() -> list[str]:
     return re.findall(r"(?:file|root):\s*([^\s#]+)", text)
 
 
-def render(url: str, *, screenshot: Path | None = None) -> str:
-    """The DOM of ``url`` after its scripts ran (MathJax included), from headless Chromium."""
+def render(url: str, *, screenshot: Path | None = None, height: int = 1600, budget_ms: int = 15000) -> str:
+    """The DOM of ``url`` after its scripts ran (MathJax included), from headless Chromium; or, with
+    ``screenshot``, a picture of its top ``height`` pixels at 1280 px wide."""
     if CHROMIUM is None:
         _missing("Chromium is not installed (apt-get install chromium)")
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000"]
+        cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}"]
         if screenshot is not None:
-            cmd += ["--window-size=1280,1600", f"--screenshot={screenshot}"]
+            cmd += [f"--window-size=1280,{height}", "--hide-scrollbars", f"--screenshot={screenshot}"]
         else:
             cmd += ["--dump-dom"]
         result = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=900)  # a hang, not a slow page
@@ -320,3 +322,4 @@ def test_no_page_requests_anything_from_another_host_in_the_browser():
     assert not missing, f"the browser did not load these pages: {missing}"
     external = sorted({u for u in requests if _external(u)})
     assert not external, f"pages requested other hosts (the site must work offline): {external}"
+
