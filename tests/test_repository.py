@@ -163,6 +163,8 @@ def test_every_glued_name_in_the_prose_is_glued_by_the_code(nb_path):
     used = set(re.findall(r"\{glue(?::\w+)?\}`([A-Za-z_]\w*)", markdown))
     used |= set(re.findall(r"```\{glue:figure\}\s+([A-Za-z_]\w*)", markdown))
     static = set(re.findall(r'glue\(\s*"([A-Za-z_]\w*)"', code))
+    if "glue_run_time()" in code:  # repdiff.glue_run_time() glues run_seconds
+        static.add("run_seconds")
     dynamic = [re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(m)) for m in re.findall(r'glue\(\s*f"([^"]+)"', code)]
     # repdiff.glue_all("prefix", result) glues prefix_<field> for every field of the result
     prefixes = re.findall(r'glue_all\(\s*"([A-Za-z_]\w*)"', code)
