@@ -85,7 +85,7 @@ def as_model_images(images, value_range: ValueRange = None) -> torch.Tensor:
     Raises ``ValueError`` when the values leave the declared range by more than 2.5 % of its width (a
     [-1, 1] tensor declared (0, 1)), and, with ``value_range=None``, when a batch of float images has no
     negative value at all: [0, 1] images taken for [-1, 1] ones would look washed out to the VAE and shift
-    every score without an error (the detector's AUROC fell from 0.998 to 0.81 that way). Declare
+    every score without an error (on the tiny model, from an AUROC of 0.998 to 0.81). Declare
     ``value_range=(-1, 1)`` to pass such a batch on purpose.
     """
     x, (lo, hi), declared = _range_of(images, value_range)
