@@ -330,11 +330,9 @@ def features_at_t(pipe, latents: torch.Tensor, sites: Sequence[str], *, t: int =
     ctx1 = encode_prompts(pipe, [prompt])
     out: dict[tuple[str, str], list[torch.Tensor]] = {(s, p): [] for s in sites for p in poolings}
     for i in range(0, len(latents), batch_size):
-        z = latents[i:i + batch_size].to(unet.device, unet.dtype)
-        eps = torch.randn(z.shape, generator=gen).to(z)
-        zt = pipe.scheduler.add_noise(z, eps, torch.tensor([int(t)], device=z.device))
+        zt = renoise(pipe, latents[i:i + batch_size].to(unet.device, unet.dtype), t, gen)
         with ActivationRecorder(unet, sites, keep="all") as rec:
-            unet(zt, int(t), encoder_hidden_states=ctx1.expand(len(z), -1, -1))
+            unet(zt, int(t), encoder_hidden_states=ctx1.expand(len(zt), -1, -1))
         for s in sites:
             for p in poolings:
                 h = rec[s][0].float()
