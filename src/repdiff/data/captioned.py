@@ -120,7 +120,7 @@ def compositional_layout(c1: str, s1: str, rel: str, c2: str, s2: str, rng: np.r
                          size: int = 32) -> list[Object]:
     """A random layout that fits the compositional caption: positions and sizes jittered.
 
-    Returns the two objects ``(shape, colour, cx, cy, radius)`` that :func:`render_scene` draws.
+    Returns the two objects ``(shape, colour, cx, cy, radius)`` that :func:`repdiff.data.scenes.render_scene` draws.
     """
     if rel not in RELATIONS:
         raise ValueError(f"unknown relation {rel!r}; expected one of {RELATIONS}")

@@ -80,7 +80,7 @@ def t4_batch_sizes(pipe, height: int = 512, width: int = 512, *, free_bytes: int
     """Batch sizes for Chapters 12-14's calls that fit a free 15 GB T4 (or ``free_bytes``, if given).
 
     Returns:
-        ``"generate"``: prompts per batch of :func:`repdiff.sd.detection.generate` (guided: two U-Net inputs per
+        ``"generate"``: prompts per batch of :func:`repdiff.sd.pipeline.generate` (guided: two U-Net inputs per
         prompt; each batch is decoded at once), ``"wen"``: prompts per :func:`repdiff.sd.detection.wen_scores` batch,
         ``"detect"``: images per :func:`repdiff.sd.detection.detector_scores` batch (one VAE encode and one U-Net pass),
         ``"encode"`` / ``"decode"``: images per VAE batch, ``"unet"``: U-Net inputs per batch. ``cap`` bounds

@@ -108,7 +108,7 @@ def load_sd14(device: str = "cuda", dtype: torch.dtype = torch.float16, *, model
     Works with the diffusers of Colab today (0.39, ``torch_dtype=``) and with the course's pin (0.42,
     ``dtype=``): the keyword is chosen by :func:`dtype_keyword`, and the loaded U-Net, VAE and text encoder are
     checked to hold ``dtype`` (a RuntimeError otherwise: an fp32 SD v1.4 does not leave room on a T4 for the
-    batches of :func:`t4_batch_sizes`).
+    batches of :func:`repdiff.sd.gpu_memory.t4_batch_sizes`).
 
     Args:
         device: ``"cuda"`` (Colab's T4) or ``"cpu"`` (only useful with a local ``model_id``).
