@@ -114,6 +114,8 @@ def test_bad_inputs(pipe):
         pipeline.renoise(pipe, torch.zeros(1, 4, 8, 8), 1000, torch.Generator())
     with pytest.raises(ValueError, match="steps"):
         pipeline.generate(pipe, ["a"], steps=0)
+    with pytest.raises(ValueError, match="context"):  # one empty-prompt and one prompt state per latent
+        pipeline.guided_pass(pipe, torch.zeros(2, 4, 8, 8), 10, pipeline.encode_prompts(pipe, ["", "a", "b"]))
 
 
 def test_clean_estimate_error_against_ddim_scheduler(pipe):
