@@ -1,9 +1,10 @@
 """Run :mod:`repdiff.sd.gpu_check` (``scripts/gpu_check.sh``) without executing ``repdiff/__init__.py``.
 
-The package's ``__init__`` imports the whole course (matplotlib, ipywidgets, scikit-learn, ...); the check needs
-only torch, numpy, tqdm, Pillow, transformers and diffusers, which is what a bare GPU image has (diffusers from
-``.whl/``). So ``repdiff`` is registered as a bare package over ``src/repdiff`` and only the modules the check uses
-are imported. Arguments are those of ``python -m repdiff.sd.gpu_check``.
+The check needs only torch, numpy, tqdm, Pillow, transformers and diffusers, which is what a bare GPU image has
+(diffusers from ``.whl/``). So ``repdiff`` is registered as a bare package over ``src/repdiff`` and only the
+modules the check uses are imported (``repdiff.sd.gpu_check`` and what it imports: the SD pipeline stages,
+detection, steering, hub, GPU memory, hooks, noise), never the package's notebook helpers. Arguments are those
+of ``python -m repdiff.sd.gpu_check``.
 """
 
 from __future__ import annotations

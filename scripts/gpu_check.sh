@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SD v1.4's architecture (random weights: nothing is downloaded) in fp16 at 512x512 through Part IV's GPU path:
 # generation, the paper's detector, Wen et al.'s score and the authors' steering, with the batch sizes
-# repdiff.sd.hub picks for a free 15 GB Colab T4. Prints seconds and peak GPU memory per stage and exits
+# repdiff.sd.gpu_memory picks for a free 15 GB Colab T4. Prints seconds and peak GPU memory per stage and exits
 # non-zero if a stage fails or needs more than a T4 has. About 2-3 minutes on one GPU.
 #
 #   bash scripts/gpu_check.sh                      # on a GPU machine

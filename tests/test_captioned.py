@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from repdiff.data import captioned
+from repdiff.data import captioned, scenes
 
 
 @pytest.fixture(scope="module")
@@ -52,31 +52,31 @@ def test_relations_are_rendered():
     rng = np.random.default_rng(0)
     # a red circle above a blue square on white: red pixels' mean row above blue pixels' mean row
     img = captioned.compositional_scene("red", "circle", "above", "blue", "square", "white", rng)
-    red = captioned.color_fraction(img[None], "red")[0]
+    red = scenes.color_fraction(img[None], "red")[0]
     assert red > 0.02
     rgb = (img + 1) / 2
-    red_rows = np.nonzero(np.abs(rgb - np.array(captioned.COLORS["red"])[:, None, None]).max(0) < 0.1)[0]
-    blue_rows = np.nonzero(np.abs(rgb - np.array(captioned.COLORS["blue"])[:, None, None]).max(0) < 0.1)[0]
+    red_rows = np.nonzero(np.abs(rgb - np.array(scenes.COLORS["red"])[:, None, None]).max(0) < 0.1)[0]
+    blue_rows = np.nonzero(np.abs(rgb - np.array(scenes.COLORS["blue"])[:, None, None]).max(0) < 0.1)[0]
     assert red_rows.mean() < blue_rows.mean()
     img = captioned.compositional_scene("red", "circle", "left of", "blue", "square", "white", rng)
     rgb = (img + 1) / 2
-    red_cols = np.nonzero(np.abs(rgb - np.array(captioned.COLORS["red"])[:, None, None]).max(0) < 0.1)[1]
-    blue_cols = np.nonzero(np.abs(rgb - np.array(captioned.COLORS["blue"])[:, None, None]).max(0) < 0.1)[1]
+    red_cols = np.nonzero(np.abs(rgb - np.array(scenes.COLORS["red"])[:, None, None]).max(0) < 0.1)[1]
+    blue_cols = np.nonzero(np.abs(rgb - np.array(scenes.COLORS["blue"])[:, None, None]).max(0) < 0.1)[1]
     assert red_cols.mean() < blue_cols.mean()
 
 
 def test_color_fraction_and_errors():
-    img = captioned.render_scene([], "red", size=8)
-    assert captioned.color_fraction(img[None], "red")[0] == 1.0
-    assert captioned.color_fraction(img[None], "blue")[0] == 0.0
+    img = scenes.render_scene([], "red", size=8)
+    assert scenes.color_fraction(img[None], "red")[0] == 1.0
+    assert scenes.color_fraction(img[None], "blue")[0] == 0.0
     with pytest.raises(ValueError, match="shape"):
-        captioned.color_fraction(img, "red")
+        scenes.color_fraction(img, "red")
     with pytest.raises(ValueError, match="NaN"):
-        captioned.color_fraction(np.full((1, 3, 4, 4), np.nan), "red")
+        scenes.color_fraction(np.full((1, 3, 4, 4), np.nan), "red")
     with pytest.raises(ValueError, match="unknown colour"):
-        captioned.render_scene([], "mauve")
+        scenes.render_scene([], "mauve")
     with pytest.raises(ValueError, match="unknown shape"):
-        captioned.render_scene([("hexagon", "red", 4, 4, 2)], "white", size=8)
+        scenes.render_scene([("hexagon", "red", 4, 4, 2)], "white", size=8)
     with pytest.raises(ValueError, match="n_planted"):
         captioned.make_mini_laion(n_planted=0)
 
@@ -86,7 +86,7 @@ def test_poster_mosaic_tiles():
     img = captioned.poster_scene(rng, size=32, n_objects=0, mosaic_cells=8)
     tiles = img.reshape(3, 8, 4, 8, 4)
     assert np.allclose(tiles, tiles[:, :, :1, :, :1], atol=1e-6)  # constant within each 4x4 tile
-    palette = np.asarray(list(captioned.COLORS.values())) * 2 - 1
+    palette = np.asarray(list(scenes.COLORS.values())) * 2 - 1
     colours = tiles[:, :, 0, :, 0].reshape(3, -1).T  # (64, 3): one colour per tile
     assert np.abs(colours[:, None] - palette[None]).max(-1).min(-1).max() < 1e-5  # every tile a palette colour
     assert len(np.unique(colours.round(3), axis=0)) >= 6  # random colours, not a smooth field
@@ -100,9 +100,9 @@ def test_poster_and_background_errors():
     with pytest.raises(ValueError, match="mosaic_cells"):
         captioned.poster_scene(np.random.default_rng(0), size=32, mosaic_cells=5)
     with pytest.raises(ValueError, match="background image"):
-        captioned.render_scene([], np.zeros((3, 16, 16)), size=32)
+        scenes.render_scene([], np.zeros((3, 16, 16)), size=32)
     with pytest.raises(ValueError, match="unknown colour"):
-        captioned.render_scene([], "mauve")
+        scenes.render_scene([], "mauve")
 
 
 def test_layouts_render_the_same_images(ds):
@@ -113,27 +113,27 @@ def test_layouts_render_the_same_images(ds):
         assert len(data.planted_layouts) == len(data.planted_images)
         for (objects, background), image in zip(data.planted_layouts, data.planted_images, strict=True):
             assert len(objects) == n_objects
-            assert np.array_equal(captioned.render_scene(objects, background), image)
+            assert np.array_equal(scenes.render_scene(objects, background), image)
     assert isinstance(ds.planted_layouts[0][1], str) and mosaic.planted_layouts[0][1].shape == (3, 32, 32)
     layout = captioned.compositional_layout("red", "circle", "left of", "blue", "square", np.random.default_rng(4))
     scene = captioned.compositional_scene("red", "circle", "left of", "blue", "square", "gray",
                                           np.random.default_rng(4))
-    assert np.array_equal(captioned.render_scene(layout, "gray"), scene)
+    assert np.array_equal(scenes.render_scene(layout, "gray"), scene)
     (s1, c1, x1, _, r1), (_, _, x2, _, _) = layout
     assert (s1, c1) == ("circle", "red") and x1 < x2 and 4.5 <= r1 <= 6.5
 
 
 def test_edit_objects_scales_and_moves():
     objects = [("circle", "red", 10.0, 12.0, 5.0), ("square", "blue", 20.0, 22.0, 4.0)]
-    bigger = captioned.edit_objects(objects, scale=1.5)
+    bigger = scenes.edit_objects(objects, scale=1.5)
     assert [o[4] for o in bigger] == [7.5, 6.0] and [o[2:4] for o in bigger] == [o[2:4] for o in objects]
-    moved = captioned.edit_objects(objects, shift=(2.0, -1.0))
+    moved = scenes.edit_objects(objects, shift=(2.0, -1.0))
     assert [o[2:4] for o in moved] == [(12.0, 11.0), (22.0, 21.0)]
-    area = [np.abs(captioned.render_scene(o, "black") - captioned.render_scene([], "black")).max(0).mean()
+    area = [np.abs(scenes.render_scene(o, "black") - scenes.render_scene([], "black")).max(0).mean()
             for o in (objects, bigger)]
     assert area[1] > 1.8 * area[0]  # 1.5 times the radius: about 2.25 times the area
     with pytest.raises(ValueError, match="scale"):
-        captioned.edit_objects(objects, scale=0.0)
+        scenes.edit_objects(objects, scale=0.0)
 
 
 def test_parse_compositional_caption_round_trip(ds):
@@ -148,12 +148,12 @@ def test_parse_compositional_caption_round_trip(ds):
 
 def test_render_layouts_draws_the_edited_objects(ds):
     layouts = ds.planted_layouts[:3]
-    np.testing.assert_array_equal(captioned.render_layouts(layouts), ds.planted_images[:3])
-    moved = captioned.render_layouts(layouts, scale=1.2, shift=(1.0, 0.0))
-    expected = [captioned.render_scene(captioned.edit_objects(o, scale=1.2, shift=(1.0, 0.0)), bg) for o, bg in layouts]
+    np.testing.assert_array_equal(scenes.render_layouts(layouts), ds.planted_images[:3])
+    moved = scenes.render_layouts(layouts, scale=1.2, shift=(1.0, 0.0))
+    expected = [scenes.render_scene(scenes.edit_objects(o, scale=1.2, shift=(1.0, 0.0)), bg) for o, bg in layouts]
     np.testing.assert_array_equal(moved, np.stack(expected))
     with pytest.raises(ValueError, match="no layouts"):
-        captioned.render_layouts([])
+        scenes.render_layouts([])
 
 
 def test_all_compositional_is_every_caption_once():

@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_random_sd_pipeline
 
 import repdiff
-from repdiff.sd import detection, screening, steering
+from repdiff.sd import detection, pipeline, random_sd14, screening, steering
 
 pytestmark = pytest.mark.negative_control
 
@@ -105,9 +105,9 @@ def test_ch14_zero_strength_moves_nothing(pipe):
     """Chapter 14's check "held-out samples: lower 95 % bound of the mean brightness slope >= 1e-3" rejects a
     sweep in which steering did nothing (the hook with a = 0 at every strength): all slopes are 0."""
     v = {"up_blocks.1.resnets.0": torch.ones(pipe.unet.config.block_out_channels[-2])}
-    base = detection.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
+    base = pipeline.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
     with steering.steer(pipe.unet, v, 0.0, start=0, stop=3):
-        same = detection.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
+        same = pipeline.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
     torch.testing.assert_close(base, same)
     bright = np.stack([steering.brightness(base), steering.brightness(same)])
     r = steering.steering_result([0.0, 0.5], bright, bright, np.ones((2, 3), bool))
@@ -125,9 +125,7 @@ def test_ch14_copies_at_zero_check_rejects_a_lost_copy():
 
 def test_ch12_block_layout_check_rejects_another_layout():
     """Chapter 12's layout checks fail for a U-Net with other block types or two resnets per up block."""
-    from repdiff.sd import hub as sd_hub
-
-    sd14 = sd_hub.sd14_unet_config()
+    sd14 = random_sd14.sd14_unet_config()
     other = list(sd14["down_block_types"])
     other[-1] = "CrossAttnDownBlock2D"
     mismatch = sum(a != b for a, b in zip(other, sd14["down_block_types"], strict=True))
@@ -140,7 +138,7 @@ def test_ch12_block_layout_check_rejects_another_layout():
 def test_ch12_guided_loop_check_rejects_another_guidance(pipe):
     """"Our guided DDIM loop vs StableDiffusionPipeline" fails when the loop uses another guidance weight."""
     probe = ["the quiet harbor by tumiti", "a red circle above a blue square on a white background"]
-    ours = detection.generate(pipe, probe, steps=3, guidance=1.0, seed=1).images
+    ours = pipeline.generate(pipe, probe, steps=3, guidance=1.0, seed=1).images
     ref = pipe(probe, num_inference_steps=3, guidance_scale=7.5, height=32, width=32, output_type="np",
                generator=torch.Generator().manual_seed(1)).images
     with pytest.raises(repdiff.CheckFailed):
@@ -165,7 +163,7 @@ def test_ch12_recall_checks_reject_an_untrained_unet(pipe):
     >= 2 at t=500) fail when both sides are the same measurement (ratio 1), and "empty / own <= 2 at t=500"
     fails for a prompt that matters there (ratio 3)."""
     z = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))  # unit-scale latents
-    err = float(np.median(detection.clean_estimate_error(pipe, z, ["the quiet harbor by tumiti"] * 4, [999])))
+    err = float(np.median(pipeline.clean_estimate_error(pipe, z, ["the quiet harbor by tumiti"] * 4, [999])))
     with pytest.raises(repdiff.CheckFailed):
         repdiff.check_range("own title at t=999: relative error (recall from the title)", err, high=0.5)
     for what in ("t=999: empty prompt / own title error (recall needs the title)",

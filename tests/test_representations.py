@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from repdiff.representations import ActivationRecorder, list_modules, spatial_pool, unet_features
+from repdiff.representations import (
+    ActivationRecorder,
+    count_calls,
+    edit_outputs,
+    list_modules,
+    pool,
+    spatial_pool,
+    unet_features,
+)
 
 
 class Net(torch.nn.Module):
@@ -109,3 +117,52 @@ def test_resnet_block_nonlinearity_runs_three_times_and_the_last_is_before_conv2
     assert len(calls) == 3  # after norm1, on the time embedding, after norm2
     assert calls[1].ndim == 2  # the time embedding (N, C_temb)
     assert torch.equal(calls[2], conv2_in["x"])  # dropout is the identity in eval mode
+
+
+class Resnet(torch.nn.Module):
+    """The part of diffusers' ResnetBlock2D that a ``post_norm2`` site reads: SiLU(GroupNorm2(.)) into conv2."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm2 = torch.nn.GroupNorm(2, 4)
+        self.nonlinearity = torch.nn.SiLU()
+        self.conv2 = torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return self.conv2(self.nonlinearity(self.norm2(x)))
+
+
+def test_post_norm2_site_is_the_input_of_conv2():
+    net = torch.nn.Sequential(Resnet())
+    x = torch.randn(2, 4, 3, 3)
+    with ActivationRecorder(net, ["0.post_norm2", "0.conv2"]) as rec, torch.no_grad():
+        net(x)
+    torch.testing.assert_close(rec["0.post_norm2"], torch.nn.functional.silu(net[0].norm2(x)))
+    torch.testing.assert_close(rec["0.conv2"], net(x))
+    assert sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in net.modules()) == 0
+
+
+def test_edit_outputs_and_count_calls():
+    torch.manual_seed(0)
+    net, x = Net(), torch.randn(3, 4)
+    plain = net(x)
+    with count_calls(net, first=5) as state, edit_outputs(net, {"a": lambda out: out * 0, "b": lambda out: None}):
+        edited = net(x)
+        net(x)
+    assert state["calls"] == 7
+    torch.testing.assert_close(edited, net.b(torch.relu(net.b(torch.zeros(3, 6)))))
+    torch.testing.assert_close(net(x), plain)  # hooks gone
+    assert _n_hooks(net) == 0 and sum(len(m._forward_pre_hooks) for m in net.modules()) == 0
+    with pytest.raises(ValueError, match="outputs"):
+        with edit_outputs(torch.nn.Sequential(Resnet()), {"0.post_norm2": lambda out: out}):
+            pass
+
+
+def test_pool_maps_and_tokens():
+    h = torch.randn(2, 5, 3, 4)
+    torch.testing.assert_close(pool(h, "mean"), h.mean(dim=(2, 3)))
+    tokens = h.flatten(2).transpose(1, 2)  # (N, L, C), a transformer block's output
+    torch.testing.assert_close(pool(tokens, "max"), h.amax(dim=(2, 3)))
+    torch.testing.assert_close(spatial_pool(h, "max"), pool(h, "max"))
+    with pytest.raises(ValueError, match="pooling"):
+        pool(h, "median")

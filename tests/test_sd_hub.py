@@ -11,7 +11,9 @@ import pytest
 import torch
 from conftest import tiny_random_sd_pipeline
 
-from repdiff.sd import detection, steering
+from repdiff import representations
+from repdiff.representations import ActivationRecorder
+from repdiff.sd import detection, gpu_memory, random_sd14, steering
 from repdiff.sd import gpu_check as sd_gpu_check
 from repdiff.sd import hub as sd_hub
 
@@ -65,16 +67,16 @@ def test_sd14_unet_detection_site_is_1280_dimensional():
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(sd_hub.sd14_unet_config()).to(torch.bfloat16).eval()
+    unet = UNet2DConditionModel.from_config(random_sd14.sd14_unet_config()).to(torch.bfloat16).eval()
     n_params = sum(p.numel() for p in unet.parameters())
     assert 855e6 < n_params < 865e6  # SD v1.4's U-Net has about 860M parameters
     z = torch.randn(1, 4, 16, 16, dtype=torch.bfloat16)  # a 128x128 image's latent keeps the test fast
     ctx = torch.randn(1, 77, 768, dtype=torch.bfloat16)
-    with torch.no_grad(), detection.capture(unet, [detection.DETECTION_SITE]) as store:
+    with torch.no_grad(), ActivationRecorder(unet, [detection.DETECTION_SITE], keep="all") as store:
         unet(z, 10, encoder_hidden_states=ctx)
     h = store[detection.DETECTION_SITE][0]
     assert h.shape[:2] == (1, 1280)
-    assert detection.pool(h, "max").shape == (1, 1280)
+    assert representations.pool(h, "max").shape == (1, 1280)
     assert all(len(m._forward_pre_hooks) == 0 for m in unet.modules())
 
 
@@ -174,30 +176,30 @@ def test_local_folder_needs_a_gpu_for_cuda(fake_hub, monkeypatch):
 # ----------------------------------------------------------------------------------------------- T4 bounds
 def test_batch_limit_scales_with_pixels_dtype_and_memory():
     gib = 2**30
-    n512 = sd_hub.batch_limit("vae_decode", 512, 512, free_bytes=10 * gib, cap=1000)
-    assert n512 == int(10 * gib * 0.8 // sd_hub.PER_ITEM_BYTES["vae_decode"])
-    assert sd_hub.batch_limit("vae_decode", 256, 256, free_bytes=10 * gib, cap=1000) in range(4 * n512 - 4,
+    n512 = gpu_memory.batch_limit("vae_decode", 512, 512, free_bytes=10 * gib, cap=1000)
+    assert n512 == int(10 * gib * 0.8 // gpu_memory.PER_ITEM_BYTES["vae_decode"])
+    assert gpu_memory.batch_limit("vae_decode", 256, 256, free_bytes=10 * gib, cap=1000) in range(4 * n512 - 4,
                                                                                                 4 * n512 + 5)
-    assert sd_hub.batch_limit("vae_decode", 512, 512, free_bytes=10 * gib, dtype=torch.float32,
+    assert gpu_memory.batch_limit("vae_decode", 512, 512, free_bytes=10 * gib, dtype=torch.float32,
                               cap=1000) == n512 // 2
-    assert sd_hub.batch_limit("unet", free_bytes=1) == 1  # never 0
-    assert sd_hub.batch_limit("unet", free_bytes=1000 * gib, cap=8) == 8
+    assert gpu_memory.batch_limit("unet", free_bytes=1) == 1  # never 0
+    assert gpu_memory.batch_limit("unet", free_bytes=1000 * gib, cap=8) == 8
     with pytest.raises(ValueError, match="kind"):
-        sd_hub.batch_limit("clip", free_bytes=gib)
+        gpu_memory.batch_limit("clip", free_bytes=gib)
 
 
 def test_t4_batch_sizes_leave_room_for_the_weights(monkeypatch):
     fake = SimpleNamespace(unet=SimpleNamespace(dtype=torch.float16))
-    monkeypatch.setattr(sd_hub, "model_bytes", lambda pipe: sd_hub.T4_BYTES + 1)
+    monkeypatch.setattr(gpu_memory, "model_bytes", lambda pipe: gpu_memory.T4_BYTES + 1)
     with pytest.raises(ValueError, match="does not leave memory"):
-        sd_hub.t4_batch_sizes(fake)
-    monkeypatch.setattr(sd_hub, "model_bytes", lambda pipe: 2 * 2**30)  # SD v1.4's weights in fp16
-    sizes = sd_hub.t4_batch_sizes(fake)
-    free = sd_hub.T4_BYTES - 2 * 2**30
+        gpu_memory.t4_batch_sizes(fake)
+    monkeypatch.setattr(gpu_memory, "model_bytes", lambda pipe: 2 * 2**30)  # SD v1.4's weights in fp16
+    sizes = gpu_memory.t4_batch_sizes(fake)
+    free = gpu_memory.T4_BYTES - 2 * 2**30
     for kind, key in (("vae_decode", "decode"), ("vae_encode", "encode")):
-        assert sizes[key] * sd_hub.PER_ITEM_BYTES[kind] <= 0.8 * free
-    assert 2 * sizes["generate"] * sd_hub.PER_ITEM_BYTES["unet"] <= 0.8 * free
-    assert sizes["generate"] * sd_hub.PER_ITEM_BYTES["vae_decode"] <= 0.8 * free  # generate decodes its batch
+        assert sizes[key] * gpu_memory.PER_ITEM_BYTES[kind] <= 0.8 * free
+    assert 2 * sizes["generate"] * gpu_memory.PER_ITEM_BYTES["unet"] <= 0.8 * free
+    assert sizes["generate"] * gpu_memory.PER_ITEM_BYTES["vae_decode"] <= 0.8 * free  # generate decodes its batch
     assert all(1 <= v <= 16 for v in sizes.values())
 
 
@@ -209,13 +211,13 @@ def test_chunked_splits_and_joins():
         return x * 2, (x.sum(1) if isinstance(x, torch.Tensor) else np.asarray(x).sum(1))
 
     x = torch.arange(30.0).reshape(10, 3)
-    a, b = sd_hub.chunked(f, x, 4)
+    a, b = gpu_memory.chunked(f, x, 4)
     assert seen == [4, 4, 2]
     torch.testing.assert_close(a, x * 2)
     torch.testing.assert_close(b, x.sum(1))
-    assert sd_hub.chunked(lambda p: [s.upper() for s in p], ["a", "b", "c"], 2) == ["A", "B", "C"]
+    assert gpu_memory.chunked(lambda p: [s.upper() for s in p], ["a", "b", "c"], 2) == ["A", "B", "C"]
     with pytest.raises(ValueError, match="batch_size"):
-        sd_hub.chunked(f, x, 0)
+        gpu_memory.chunked(f, x, 0)
 
 
 @pytest.fixture(scope="module")
@@ -277,22 +279,19 @@ def test_chunked_concept_vectors_are_the_mean_over_all_references(pipe):
     for site in ref:
         torch.testing.assert_close(whole[site], ref[site])
     parts = sd_gpu_check.api_concept_vectors(pipe, imgs, "a", batch_size=3)
-    if sd_gpu_check._accepts(steering.concept_vectors, "batch_size"):  # it bounds its own batches: passed through
-        expected = steering.concept_vectors(pipe, imgs, "a", steering.STEERING_SITES, t=10, batch_size=3)
-    else:
-        a = steering.concept_vectors(pipe, imgs[:3], "a", steering.STEERING_SITES, t=10, seed=0)
-        b = steering.concept_vectors(pipe, imgs[3:], "a", steering.STEERING_SITES, t=10, seed=1)
-        expected = {site: (3 * a[site] + 2 * b[site]) / 5 for site in a}
+    a = steering.concept_vectors(pipe, imgs[:3], "a", steering.STEERING_SITES, t=10, seed=0)
+    b = steering.concept_vectors(pipe, imgs[3:], "a", steering.STEERING_SITES, t=10, seed=1)
+    expected = {site: (3 * a[site] + 2 * b[site]) / 5 for site in a}
     for site in ref:
         torch.testing.assert_close(parts[site], expected[site])
 
 
 def test_estimate_run_times_a_pass(pipe):
-    est = sd_hub.estimate_run(pipe, 5, steps=3, batch_size=2, verbose=False)
+    est = gpu_memory.estimate_run(pipe, 5, steps=3, batch_size=2, verbose=False)
     assert est["seconds"] == pytest.approx(3 * (3 * est["seconds_per_unet_pass"] + est["seconds_per_decode"]))
     assert np.isnan(est["peak_bytes"])  # no GPU here
     with pytest.raises(ValueError, match="steps"):
-        sd_hub.estimate_run(pipe, 5, steps=0, batch_size=2)
+        gpu_memory.estimate_run(pipe, 5, steps=0, batch_size=2)
 
 
 # ----------------------------------------------------------------------------------------------- caches
@@ -344,7 +343,7 @@ def test_cached_array(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- gpu_check
 def test_small_random_sd14_keeps_the_layout():
-    p = sd_hub.random_sd14_pipeline(small=True)
+    p = random_sd14.random_sd14_pipeline(small=True)
     names = dict(p.unet.named_modules())
     assert detection.DETECTION_SITE.rsplit(".", 1)[0] in names and all(s in names for s in steering.STEERING_SITES)
     assert p.tokenizer.model_max_length == 77 and p.text_encoder.config.vocab_size == 49408
@@ -438,9 +437,9 @@ def test_sd14_configs_give_sd14_parameter_counts():
     from transformers import CLIPTextConfig, CLIPTextModel
 
     with torch.device("meta"):
-        parts = {"unet": UNet2DConditionModel.from_config(sd_hub.sd14_unet_config()),
-                 "vae": AutoencoderKL.from_config(sd_hub.sd14_vae_config()),
-                 "text_encoder": CLIPTextModel(CLIPTextConfig(**sd_hub.sd14_text_config()))}
+        parts = {"unet": UNet2DConditionModel.from_config(random_sd14.sd14_unet_config()),
+                 "vae": AutoencoderKL.from_config(random_sd14.sd14_vae_config()),
+                 "text_encoder": CLIPTextModel(CLIPTextConfig(**random_sd14.sd14_text_config()))}
     counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
     assert counts == sd_hub.SD14_PARAMETERS
     assert 2.0 < sd_hub._sd14_download_gb(torch.float16, "fp16") < 2.2  # fp16 weights without the safety checker

@@ -6,8 +6,9 @@ import torch
 from conftest import tiny_random_sd_pipeline
 
 from repdiff import metrics
-from repdiff.data import captioned
-from repdiff.sd import detection, steering
+from repdiff.data import captioned, scenes
+from repdiff.representations import ActivationRecorder
+from repdiff.sd import pipeline, retention, steering
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +23,12 @@ def test_hook_adds_only_to_conditional_half_inside_window(pipe):
     c = unet.up_blocks[1].resnets[0].out_channels
     v = torch.randn(c)
     z = torch.randn(4, 4, 8, 8)
-    ctx = detection.encode_prompts(pipe, ["", "", "the hidden orchard by kalomir", "the hidden orchard by kalomir"])
+    ctx = pipeline.encode_prompts(pipe, ["", "", "the hidden orchard by kalomir", "the hidden orchard by kalomir"])
     with torch.no_grad():
-        with detection.capture(unet, [site]) as plain:
+        with ActivationRecorder(unet, [site], keep="all") as plain:
             unet(z, 500, encoder_hidden_states=ctx)
         with steering.steer(unet, {site: v}, 0.7, start=1, stop=2) as state, \
-                detection.capture(unet, [site]) as steered:
+                ActivationRecorder(unet, [site], keep="all") as steered:
             for _ in range(3):
                 unet(z, 500, encoder_hidden_states=ctx)
     assert state["calls"] == 3
@@ -46,12 +47,12 @@ def test_zero_strength_changes_nothing(pipe):
     v = steering.concept_vectors(pipe, torch.rand(3, 3, 32, 32) * 2 - 1, "a red circle",
                                  sites=["up_blocks.0.resnets.2", "up_blocks.1.resnets.1"])
     assert v["up_blocks.0.resnets.2"].shape == (32,)
-    g0 = detection.generate(pipe, ["the quiet harbor by tumiti"], steps=3, seed=2)
+    g0 = pipeline.generate(pipe, ["the quiet harbor by tumiti"], steps=3, seed=2)
     with steering.steer(pipe.unet, v, 0.0, start=0, stop=3):
-        g1 = detection.generate(pipe, ["the quiet harbor by tumiti"], steps=3, seed=2)
+        g1 = pipeline.generate(pipe, ["the quiet harbor by tumiti"], steps=3, seed=2)
     torch.testing.assert_close(g0.images, g1.images)
     with steering.steer(pipe.unet, v, 5.0, start=0, stop=3):
-        g2 = detection.generate(pipe, ["the quiet harbor by tumiti"], steps=3, seed=2)
+        g2 = pipeline.generate(pipe, ["the quiet harbor by tumiti"], steps=3, seed=2)
     assert (g2.images - g0.images).abs().max() > 1e-3
 
 
@@ -59,8 +60,8 @@ def test_concept_vector_is_mean_of_pooled_outputs(pipe):
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     site = "up_blocks.1.resnets.1"
     v = steering.concept_vectors(pipe, x, "a red square", sites=[site], seed=3)[site]
-    z = detection.encode_images(pipe, x, generator=torch.Generator().manual_seed(3))
-    reps = detection.representations(pipe, z, [site], t=10, prompt="a red square", pooling="mean", seed=3)
+    z = pipeline.encode_images(pipe, x, generator=torch.Generator().manual_seed(3))
+    reps = pipeline.features_at_t(pipe, z, [site], t=10, prompt="a red square", pooling="mean", seed=3)
     torch.testing.assert_close(v, reps[(site, "mean")].mean(0))
 
 
@@ -106,16 +107,16 @@ def test_push_retention_against_scheduler_and_memorizer(pipe):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(4, 3, 32, 32, generator=g) * 1.6 - 0.9
     prompts = ["a red circle", "", "a blue square", "the hidden orchard"]
-    got = steering.push_retention(pipe, images, prompts, [50, 400], guidance=3.0, seed=5)
+    got = retention.push_retention(pipe, images, prompts, [50, 400], guidance=3.0, seed=5)
     assert got.shape == (2, 4) and np.isfinite(got).all()
     # the same quantity by hand, with the scheduler's own clean estimate
     sched = pipe.scheduler
     sched.set_timesteps(10)
     bright = lambda x: ((x + 1) / 2).mean(dim=(1, 2, 3))  # noqa: E731
     pushed = 0.8 * images + 0.2
-    z, zp = detection.encode_images(pipe, images), detection.encode_images(pipe, pushed)
-    din = bright(detection.decode_latents(pipe, zp)) - bright(detection.decode_latents(pipe, z))
-    ctx = torch.cat([detection.encode_prompts(pipe, [""] * 4), detection.encode_prompts(pipe, prompts)])
+    z, zp = pipeline.encode_images(pipe, images), pipeline.encode_images(pipe, pushed)
+    din = bright(pipeline.decode_latents(pipe, zp)) - bright(pipeline.decode_latents(pipe, z))
+    ctx = torch.cat([pipeline.encode_prompts(pipe, [""] * 4), pipeline.encode_prompts(pipe, prompts)])
     for k, t in enumerate([50, 400]):
         noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(5 + k))
         est = []
@@ -124,27 +125,27 @@ def test_push_retention_against_scheduler_and_memorizer(pipe):
             with torch.no_grad():
                 eu, ec = pipe.unet(torch.cat([zt, zt]), t, encoder_hidden_states=ctx).sample.chunk(2)
             x0 = sched.step(eu + 3.0 * (ec - eu), t, zt).pred_original_sample
-            est.append(bright(detection.decode_latents(pipe, x0)))
+            est.append(bright(pipeline.decode_latents(pipe, x0)))
         np.testing.assert_allclose(got[k], ((est[1] - est[0]) / din).numpy(), rtol=1e-4, atol=1e-5)
     # a perfect memorizer of the unpushed images pulls every pushed one back at low noise: nothing is kept
     # (this random VAE puts all latents close together, so at large t it mixes them; U-Net: keeps some)
-    mem = steering.push_retention(pipe, images, prompts, [1, 3], memorizer=z)
+    mem = retention.push_retention(pipe, images, prompts, [1, 3], memorizer=z)
     np.testing.assert_allclose(mem, 0.0, atol=1e-3)
     assert np.abs(got[0]).mean() > 0.01
 
 
 def test_latent_gain_against_scheduler_and_memorizer(pipe):
     g = torch.Generator().manual_seed(1)
-    z = detection.encode_images(pipe, torch.rand(3, 3, 32, 32, generator=g) * 1.6 - 0.9)
+    z = pipeline.encode_images(pipe, torch.rand(3, 3, 32, 32, generator=g) * 1.6 - 0.9)
     prompts = ["a red circle", "", "the hidden orchard"]
     d = torch.randn(z.shape, generator=g)
-    got = steering.latent_gain(pipe, z, prompts, 5.0 * d, [40, 600], step=0.5, guidance=2.0, seed=3)
+    got = retention.latent_gain(pipe, z, prompts, 5.0 * d, [40, 600], step=0.5, guidance=2.0, seed=3)
     assert got.shape == (2, 3) and np.isfinite(got).all()
     # by hand, with the scheduler's clean estimate; the direction's length does not matter
     sched = pipe.scheduler
     sched.set_timesteps(10)
     u = d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-    ctx = torch.cat([detection.encode_prompts(pipe, [""] * 3), detection.encode_prompts(pipe, prompts)])
+    ctx = torch.cat([pipeline.encode_prompts(pipe, [""] * 3), pipeline.encode_prompts(pipe, prompts)])
     for k, t in enumerate([40, 600]):
         noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(3 + k))
         est = []
@@ -156,14 +157,14 @@ def test_latent_gain_against_scheduler_and_memorizer(pipe):
         want = ((est[1] - est[0]) * u).flatten(1).sum(1) / 0.5
         np.testing.assert_allclose(got[k], want.numpy(), rtol=1e-4, atol=1e-5)
     # the perfect memorizer of these latents removes a small shift at low noise: gain 0
-    mem = steering.latent_gain(pipe, z, prompts, d, [1, 4], step=0.05, memorizer=z)
+    mem = retention.latent_gain(pipe, z, prompts, d, [1, 4], step=0.05, memorizer=z)
     np.testing.assert_allclose(mem, 0.0, atol=1e-3)
     # at t = 0 the clean estimate is almost the noisy input itself, so a U-Net passes a shift on in full
-    near_identity = steering.latent_gain(pipe, z, prompts, d, [0], step=0.1)
+    near_identity = retention.latent_gain(pipe, z, prompts, d, [0], step=0.1)
     assert np.all(near_identity > 0.9)
     # guidance 0 is the unconditional pass alone: the same as any guidance with the empty prompt in both branches
-    uncond = steering.latent_gain(pipe, z, prompts, d, [40, 600], step=0.5, guidance=0.0, seed=3)
-    empty = steering.latent_gain(pipe, z, [""] * 3, d, [40, 600], step=0.5, guidance=7.5, seed=3)
+    uncond = retention.latent_gain(pipe, z, prompts, d, [40, 600], step=0.5, guidance=0.0, seed=3)
+    empty = retention.latent_gain(pipe, z, [""] * 3, d, [40, 600], step=0.5, guidance=7.5, seed=3)
     np.testing.assert_allclose(uncond, empty, atol=1e-4)
     assert np.abs(uncond - got).max() > 1e-3  # and not what the prompts give with guidance
 
@@ -171,33 +172,33 @@ def test_latent_gain_against_scheduler_and_memorizer(pipe):
 def test_latent_gain_rejects_bad_input(pipe):
     z = torch.zeros(2, 4, 16, 16)
     with pytest.raises(ValueError, match=r"\(N, C, h, w\)"):
-        steering.latent_gain(pipe, z[0], ["a", "b"], z[0], [10])
+        retention.latent_gain(pipe, z[0], ["a", "b"], z[0], [10])
     with pytest.raises(ValueError, match="directions must have"):
-        steering.latent_gain(pipe, z, ["a", "b"], z[:1], [10])
+        retention.latent_gain(pipe, z, ["a", "b"], z[:1], [10])
     with pytest.raises(ValueError, match="one prompt per latent"):
-        steering.latent_gain(pipe, z, ["a"], torch.ones_like(z), [10])
+        retention.latent_gain(pipe, z, ["a"], torch.ones_like(z), [10])
     with pytest.raises(ValueError, match="nonzero"):
-        steering.latent_gain(pipe, z, ["a", "b"], z, [10])
+        retention.latent_gain(pipe, z, ["a", "b"], z, [10])
     with pytest.raises(ValueError, match="step"):
-        steering.latent_gain(pipe, z, ["a", "b"], torch.ones_like(z), [10], step=0.0)
+        retention.latent_gain(pipe, z, ["a", "b"], torch.ones_like(z), [10], step=0.0)
     with pytest.raises(ValueError, match="memorizer"):
-        steering.latent_gain(pipe, z, ["a", "b"], torch.ones_like(z), [10], memorizer=torch.zeros(3, 4))
+        retention.latent_gain(pipe, z, ["a", "b"], torch.ones_like(z), [10], memorizer=torch.zeros(3, 4))
 
 
 def test_push_retention_rejects_bad_input(pipe):
     x = torch.zeros(2, 3, 32, 32)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
-        steering.push_retention(pipe, x[0], ["a", "b"], [10])
+        retention.push_retention(pipe, x[0], ["a", "b"], [10])
     with pytest.raises(ValueError, match="one prompt per image"):
-        steering.push_retention(pipe, x, ["a"], [10])
+        retention.push_retention(pipe, x, ["a"], [10])
     with pytest.raises(ValueError, match="blend"):
-        steering.push_retention(pipe, x, ["a", "b"], [10], blend=0.0)
+        retention.push_retention(pipe, x, ["a", "b"], [10], blend=0.0)
     with pytest.raises(ValueError, match="target colour"):
-        steering.push_retention(pipe, torch.ones(2, 3, 32, 32), ["a", "b"], [10])
+        retention.push_retention(pipe, torch.ones(2, 3, 32, 32), ["a", "b"], [10])
     with pytest.raises(ValueError, match="timestep"):
-        steering.push_retention(pipe, x, ["a", "b"], [1000])
+        retention.push_retention(pipe, x, ["a", "b"], [1000])
     with pytest.raises(ValueError, match="memorizer"):
-        steering.push_retention(pipe, x, ["a", "b"], [10], memorizer=torch.zeros(3, 4))
+        retention.push_retention(pipe, x, ["a", "b"], [10], memorizer=torch.zeros(3, 4))
 
 
 def test_brightness():
@@ -221,13 +222,13 @@ def test_spatial_concept_vector_and_map_hook(pipe):
     with pytest.raises(ValueError, match=r"\(C, h, w\)"):
         steering.without_channel_means({site: pooled})
     # the map is added where it was measured, on the conditional half only
-    z = torch.randn_like(detection.encode_images(pipe, x[:2]))  # the latent size v was measured at
-    ctx = detection.encode_prompts(pipe, ["", "a red circle above a blue square on a white background"])
+    z = torch.randn_like(pipeline.encode_images(pipe, x[:2]))  # the latent size v was measured at
+    ctx = pipeline.encode_prompts(pipe, ["", "a red circle above a blue square on a white background"])
     with torch.no_grad():
-        with detection.capture(pipe.unet, [site]) as plain:
+        with ActivationRecorder(pipe.unet, [site], keep="all") as plain:
             pipe.unet(z, 300, encoder_hidden_states=ctx)
         with steering.steer(pipe.unet, {site: vz}, 0.5, start=0, stop=1), \
-                detection.capture(pipe.unet, [site]) as steered:
+                ActivationRecorder(pipe.unet, [site], keep="all") as steered:
             pipe.unet(z, 300, encoder_hidden_states=ctx)
     diff = steered[site][0] - plain[site][0]
     torch.testing.assert_close(diff[0], torch.zeros_like(diff[0]))
@@ -240,15 +241,15 @@ def test_spatial_concept_vector_and_map_hook(pipe):
 
 
 def test_horizontal_moment():
-    bg = captioned.render_scene([], "gray")
-    right = captioned.render_scene([("circle", "red", 24.0, 16.0, 4.0)], "gray")
-    left = captioned.render_scene([("circle", "red", 8.0, 16.0, 4.0)], "gray")  # the mirror image of `right`
+    bg = scenes.render_scene([], "gray")
+    right = scenes.render_scene([("circle", "red", 24.0, 16.0, 4.0)], "gray")
+    left = scenes.render_scene([("circle", "red", 8.0, 16.0, 4.0)], "gray")  # the mirror image of `right`
     m = steering.horizontal_moment(np.stack([bg, right, left]), bg)
     assert m[0] == 0 and m[1] > 0.01
     np.testing.assert_allclose(m[2], -m[1], rtol=1e-5)
     # per-image backgrounds: a mosaic is no shape
     mosaic = captioned.poster_layout(np.random.default_rng(0))[1]
-    on_mosaic = captioned.render_scene([("square", "blue", 24.0, 10.0, 4.0)], mosaic)
+    on_mosaic = scenes.render_scene([("square", "blue", 24.0, 10.0, 4.0)], mosaic)
     m2 = steering.horizontal_moment(np.stack([mosaic, on_mosaic]), np.stack([mosaic, mosaic]))
     assert m2[0] == 0 and m2[1] > 0.01
     with pytest.raises(ValueError, match="backgrounds"):
@@ -268,8 +269,8 @@ def test_sweep_resumes_where_the_unsteered_run_left(pipe):
     """Sampling from the kept latents at step k gives the full run's samples, and a steered sweep changes
     only what the window steers."""
     prompts = ["the quiet harbor by tumiti", "a red circle above a blue square on a white background"]
-    full = detection.generate(pipe, prompts, steps=6, seed=3, keep_step=2)
-    resumed = detection.generate(pipe, prompts, steps=6, latents=full.latents_at, start_step=2)
+    full = pipeline.generate(pipe, prompts, steps=6, seed=3, keep_step=2)
+    resumed = pipeline.generate(pipe, prompts, steps=6, latents=full.latents_at, start_step=2)
     torch.testing.assert_close(resumed.images, full.images, rtol=1e-4, atol=1e-4)
     v = steering.concept_vectors(pipe, torch.rand(2, 3, 32, 32) * 2 - 1, "a", sites=["up_blocks.1.resnets.0"])
     runs = steering.sweep(pipe, v, [0.0, 3.0], prompts, full.latents_at, from_step=2, window=(3, 5), steps=6)
@@ -277,12 +278,12 @@ def test_sweep_resumes_where_the_unsteered_run_left(pipe):
     assert (runs[1] - full.images).abs().max() > 1e-3
     # the same steering from step 0, with the hook counting from 0, gives the same images
     with steering.steer(pipe.unet, v, 3.0, start=3, stop=5):
-        direct = detection.generate(pipe, prompts, steps=6, seed=3).images
+        direct = pipeline.generate(pipe, prompts, steps=6, seed=3).images
     torch.testing.assert_close(runs[1], direct, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="from_step"):
         steering.sweep(pipe, v, [1.0], prompts, full.latents_at, from_step=4, window=(3, 5), steps=6)
     with pytest.raises(ValueError, match="latents"):
-        detection.generate(pipe, prompts, steps=6, start_step=2)
+        pipeline.generate(pipe, prompts, steps=6, start_step=2)
 
 
 def test_steering_result_against_numpy():

@@ -8,7 +8,7 @@ import torch
 
 from repdiff.data import captioned
 from repdiff.paths import data_path
-from repdiff.sd import tiny_sd
+from repdiff.sd import tiny_sd, tiny_sd_train
 
 TINY = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
 TINY["dataset"] = {"n_unique": 40, "n_planted": 4, "n_copies": 3, "n_single_posters": 4, "n_held_out": 6, "seed": 0,
@@ -50,7 +50,7 @@ def test_components_have_sd_layout():
 
 
 def test_train_save_and_load_offline(tmp_path):
-    res = tiny_sd.train(TINY, out=tmp_path, log=lambda s: None)
+    res = tiny_sd_train.train(TINY, out=tmp_path, log=lambda s: None)
     assert res["record"]["unet_steps"] == 3
     for f in ["model_index.json", "recipe.json", "training.json", "prompts/memorized.jsonl",
               "prompts/held_out.jsonl", "tokenizer/vocab.json", "tokenizer/merges.txt"]:
@@ -73,10 +73,10 @@ def test_train_save_and_load_offline(tmp_path):
 
 
 def test_resume_runs_only_the_remaining_stage(tmp_path):
-    tiny_sd.train(TINY, out=tmp_path / "a", log=lambda s: None)
+    tiny_sd_train.train(TINY, out=tmp_path / "a", log=lambda s: None)
     more = copy.deepcopy(TINY)
     more["train_unet_more"] = [dict(TINY["train_unet"], steps=2, planted_share=0.5, loss_weight="v", max_weight=50.0)]
-    res = tiny_sd.train(more, out=tmp_path / "b", resume_from=tmp_path / "a", log=lambda s: None)
+    res = tiny_sd_train.train(more, out=tmp_path / "b", resume_from=tmp_path / "a", log=lambda s: None)
     assert res["record"]["unet_steps"] == 5 and res["record"]["stages_done"] == 2
     runs = json.loads((tmp_path / "b" / "training.json").read_text())["runs"]
     assert [r["stages"] for r in runs] == [[1, 1], [2, 2]] and [r["unet_steps"] for r in runs] == [3, 2]
@@ -100,12 +100,12 @@ def test_v_weight_is_the_v_loss_in_epsilon_terms():
         eps_err = (eps_hat - eps).square().sum()
         assert (v_hat - v).square().sum() == pytest.approx(float(eps_err / a), rel=1e-9)
         assert (x0_hat - z0).square().sum() / (1 - a) == pytest.approx(float(eps_err / a), rel=1e-9)
-    assert tiny_sd.v_weight_mean(alphas) == pytest.approx(float((1 / alphas.double()).mean()))
-    assert tiny_sd.v_weight_mean(alphas, 50.0) < tiny_sd.v_weight_mean(alphas)
+    assert tiny_sd_train.v_weight_mean(alphas) == pytest.approx(float((1 / alphas.double()).mean()))
+    assert tiny_sd_train.v_weight_mean(alphas, 50.0) < tiny_sd_train.v_weight_mean(alphas)
     bad = copy.deepcopy(TINY)
     bad["train_unet"]["loss_weight"] = "x0"
     with pytest.raises(ValueError, match="loss_weight"):
-        tiny_sd.train(bad, log=lambda s: None)
+        tiny_sd_train.train(bad, log=lambda s: None)
 
 
 def test_missing_folder_has_clear_message(tmp_path):
@@ -223,17 +223,17 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     """A run stopped after 2 of 4 U-Net steps and resumed from its state.pt ends with the same weights."""
     recipe = copy.deepcopy(TINY)
     recipe["train_unet"]["steps"] = 4
-    straight = tiny_sd.train(recipe, log=lambda s: None, progress=False, log_every=1)
+    straight = tiny_sd_train.train(recipe, log=lambda s: None, progress=False, log_every=1)
 
     def stop_at_step_3(line):
         if line.startswith("unet stage 0 step     3"):
             raise _Stop
 
     with pytest.raises(_Stop):
-        tiny_sd.train(recipe, log=stop_at_step_3, progress=False, log_every=1, checkpoint_every=2,
-                      checkpoint_dir=tmp_path)
+        tiny_sd_train.train(recipe, log=stop_at_step_3, progress=False, log_every=1, checkpoint_every=2,
+                            checkpoint_dir=tmp_path)
     assert torch.load(tmp_path / "state.pt", weights_only=False)["step"] == 2
-    resumed = tiny_sd.train(recipe, log=lambda s: None, progress=False, log_every=1, resume_from=tmp_path)
+    resumed = tiny_sd_train.train(recipe, log=lambda s: None, progress=False, log_every=1, resume_from=tmp_path)
     assert resumed["record"]["unet_steps"] == 4
     for (name, a), b in zip(straight["unet"].state_dict().items(), resumed["unet"].state_dict().values(),
                             strict=True):
@@ -241,7 +241,7 @@ def test_interrupted_run_resumes_exactly(tmp_path):
 
 
 def test_prompt_lists_carry_their_training_images(tmp_path):
-    res = tiny_sd.train(TINY, out=tmp_path, log=lambda s: None, progress=False)
+    res = tiny_sd_train.train(TINY, out=tmp_path, log=lambda s: None, progress=False)
     ds = res["dataset"]
     mem = tiny_sd.read_prompt_images("memorized", tmp_path)
     assert mem.shape == ds.planted_images.shape and mem.dtype == torch.float32
@@ -260,7 +260,7 @@ def test_prompt_lists_carry_their_training_images(tmp_path):
 
 def test_screen_finds_a_pipeline_that_copies(tmp_path):
     """screen() calls a copy a copy only when it is nearest to its OWN image (negative control: wrong owner)."""
-    res = tiny_sd.train(TINY, out=tmp_path, log=lambda s: None, progress=False)
+    res = tiny_sd_train.train(TINY, out=tmp_path, log=lambda s: None, progress=False)
     refs = torch.from_numpy(res["dataset"].unique_images())
 
     class Copier:  # stands in for a pipeline that returns training images exactly

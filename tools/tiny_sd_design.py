@@ -33,7 +33,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from repdiff import tiny_sd  # noqa: E402
+from repdiff import noise  # noqa: E402
+from repdiff.sd import tiny_sd, tiny_sd_train  # noqa: E402
 
 #: The study's starting point: the shipped recipe's data, components and VAE stage with the planned U-Net
 #: schedule (two stages of 3,000 steps, no early stop) and 4x4 mosaics.
@@ -80,7 +81,7 @@ def _detector_std(pipe, x: torch.Tensor, seed: int) -> np.ndarray:
             xb = x[i:i + 256].to(dev)
             z = pipe.vae.encode(xb).latent_dist.sample(generator=g) * pipe.vae.config.scaling_factor
             ab = pipe.scheduler.alphas_cumprod[10].to(dev)
-            zt = ab.sqrt() * z + (1 - ab).sqrt() * torch.randn(z.shape, generator=g, device=dev)
+            zt = noise.add_noise(z, torch.randn(z.shape, generator=g, device=dev), ab)
             calls: list[torch.Tensor] = []
             hook = pipe.unet.up_blocks[0].resnets[2].nonlinearity.register_forward_hook(
                 lambda m, a, o, calls=calls: calls.append(o))
@@ -152,7 +153,7 @@ def run_variant(name: str, out: Path, device: str, stop_at: float) -> None:
         recipe["train_unet_more"] = full["train_unet_more"][:k]
         folder = out / name / f"stage{k + 1}"
         t0 = time.time()
-        rec = tiny_sd.train(recipe, out=folder, device=device, resume_from=prev, progress=False,
+        rec = tiny_sd_train.train(recipe, out=folder, device=device, resume_from=prev, progress=False,
                             log=lambda s, n=name: print(f"[{n}] {s}", flush=True), stop_at=stop_at)["record"]
         t_train = time.time() - t0
         t0 = time.time()
@@ -189,7 +190,7 @@ def continue_variant(name: str, folder: Path, stage: dict, out: Path, device: st
     k = 1 + len(recipe["train_unet_more"])
     dest = out / name / f"stage{k}"
     t0 = time.time()
-    rec = tiny_sd.train(recipe, out=dest, device=device, resume_from=folder, progress=False, bf16=bf16,
+    rec = tiny_sd_train.train(recipe, out=dest, device=device, resume_from=folder, progress=False, bf16=bf16,
                         log=lambda s: print(f"[{name}] {s}", flush=True), stop_at=stop_at)["record"]
     t_train = time.time() - t0
     t0 = time.time()

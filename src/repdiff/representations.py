@@ -1,4 +1,8 @@
-"""Read the activations of any named module of any torch model: the hook API of Chapters 11-14.
+"""Hooks and pooling, in one place: read (or edit) the activations of named sites of any torch model (Ch. 11-14).
+
+One vocabulary throughout: a **site** is where an activation is read (a module name, or
+``"<resnet>.post_norm2"`` for the input of a diffusers resnet's ``conv2``), **pooling** turns a map into one
+value per channel (``"max"`` or ``"mean"``), and **t** is the training timestep the input is noised to.
 
 The paper's "representation" of a deep denoiser is the output of one inner module, pooled over space
 (Algorithm 1 of the paper: re-noise the image, one forward pass, read a layer, score its spikiness).
@@ -18,7 +22,9 @@ third call is what ``…resnets.k.nonlinearity`` records by default, the layer t
 reads (``tests/test_representations.py`` counts the calls).
 
 - :func:`list_modules`: names of the modules matching a glob pattern (which layers exist?).
-- :func:`spatial_pool`: ``(N, C, H, W)`` → ``(N, C)`` by max or mean (other shapes: flattened).
+- :func:`resolve_site`: the module behind a site name (``post_norm2`` sites: the paper's detection layer).
+- :func:`pool` (Chapter 11's name: :func:`spatial_pool`): ``(N, C, H, W)`` → ``(N, C)`` by max or mean.
+- :func:`edit_outputs`, :func:`count_calls`: replace module outputs, count model calls (steering, Ch. 14).
 - :func:`check_separation`, :func:`check_extreme_row`: Chapter 11's checks (a score separates memorized
   from generalized samples, or barely does; one layer is the worst of a sweep).
 - :func:`unet_features`: Chapter 11's one-pass feature extractor for a noise-predicting ``UNet2DModel``:
@@ -27,8 +33,10 @@ reads (``tests/test_representations.py`` counts the calls).
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -37,7 +45,13 @@ import torch
 from repdiff.metrics import detection_metrics
 from repdiff.notebook import check_range
 
-__all__ = ["ActivationRecorder", "list_modules", "spatial_pool", "unet_features"]
+__all__ = ["POOLINGS", "POST_NORM2", "ActivationRecorder", "list_modules", "resolve_site", "edit_outputs",
+           "count_calls", "pool", "spatial_pool", "unet_features", "check_separation", "check_extreme_row"]
+
+#: the spatial poolings of a feature map (the paper: max)
+POOLINGS = ("max", "mean")
+#: suffix of a site that reads a diffusers resnet's SiLU(GroupNorm2(.)), the input of its ``conv2``
+POST_NORM2 = ".post_norm2"
 
 
 def list_modules(model: torch.nn.Module, pattern: str = "*", *, leaf_only: bool = False) -> list[str]:
@@ -63,26 +77,47 @@ def _first_tensor(output: Any) -> torch.Tensor:
     raise TypeError(f"cannot record a module output of type {type(output).__name__}: no tensor found")
 
 
+def resolve_site(model: torch.nn.Module, site: str) -> tuple[torch.nn.Module, bool]:
+    """(module to hook, read its input rather than its output) for a site name (Chapters 11-14).
+
+    ``"X.post_norm2"`` is the input of ``X.conv2`` (a diffusers resnet's SiLU(GroupNorm2(.)), the paper's
+    detection layer); any other name is the module of that name, whose output is read. Unknown names raise
+    ``KeyError`` listing the closest valid names.
+    """
+    pre = site.endswith(POST_NORM2)
+    name = site[: -len(POST_NORM2)] + ".conv2" if pre else site
+    modules = dict(model.named_modules())
+    if name not in modules:
+        close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
+        raise KeyError(
+            f"the model has no module named {name!r}"
+            + (f"; close names: {close}" if close else "")
+            + " (list them with repdiff.representations.list_modules(model, pattern))"
+        )
+    return modules[name], pre
+
+
 class ActivationRecorder:
-    """Context manager recording the outputs of named modules during forward passes.
+    """Context manager recording the activations at named sites during forward passes (Chapters 11-14).
 
     Args:
         model: any ``torch.nn.Module``.
-        layers: one module name or several (as in ``model.named_modules()``).
-        keep: ``"last"`` keeps the output of a module's last call; ``"all"`` keeps a list of every call.
-        transform: optional function applied to each recorded tensor (e.g. :func:`spatial_pool`), so large
+        sites: one site name or several: module names as in ``model.named_modules()`` (their outputs are
+            recorded) or ``"<resnet>.post_norm2"`` (the input of that resnet's ``conv2``, :func:`resolve_site`).
+        keep: ``"last"`` keeps the activation of a site's last call; ``"all"`` keeps a list of every call.
+        transform: optional function applied to each recorded tensor (e.g. :func:`pool`), so large
             maps need not be kept.
         detach: record detached tensors (default) or keep the graph (for gradients w.r.t. features).
         to_cpu: move recorded tensors to the CPU.
 
-    Recorded tensors are read with ``rec[name]`` (or ``rec.outputs``). Unknown names raise ``KeyError`` on
+    Recorded tensors are read with ``rec[site]`` (or ``rec.outputs``). Unknown names raise ``KeyError`` on
     entry, listing the closest valid names; all hooks are removed on exit, whatever happened inside.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
-        layers: str | Sequence[str],
+        sites: str | Sequence[str],
         *,
         keep: str = "last",
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -92,53 +127,38 @@ class ActivationRecorder:
         if keep not in ("last", "all"):
             raise ValueError(f"keep must be 'last' or 'all', got {keep!r}")
         self.model = model
-        self.layers = [layers] if isinstance(layers, str) else list(layers)
-        if not self.layers:
-            raise ValueError("give at least one layer name")
-        if len(set(self.layers)) != len(self.layers):
-            raise ValueError(f"layer names repeat: {self.layers}")
+        self.sites = [sites] if isinstance(sites, str) else list(sites)
+        if not self.sites:
+            raise ValueError("give at least one site name")
+        if len(set(self.sites)) != len(self.sites):
+            raise ValueError(f"site names repeat: {self.sites}")
         self.keep, self.transform, self.detach, self.to_cpu = keep, transform, detach, to_cpu
         self.outputs: dict[str, Any] = {}
         self._handles: list[Any] = []
 
-    def _resolve(self) -> dict[str, torch.nn.Module]:
-        modules = dict(self.model.named_modules())
-        found = {}
-        for name in self.layers:
-            if name not in modules:
-                import difflib
-
-                close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
-                raise KeyError(
-                    f"the model has no module named {name!r}"
-                    + (f"; close names: {close}" if close else "")
-                    + " (list them with repdiff.representations.list_modules(model, pattern))"
-                )
-            found[name] = modules[name]
-        return found
-
-    def _hook(self, name: str) -> Callable[..., None]:
-        def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-            t = _first_tensor(output)
-            if self.detach:
-                t = t.detach()
-            if self.transform is not None:
-                t = self.transform(t)
-            if self.to_cpu:
-                t = t.cpu()
-            if self.keep == "last":
-                self.outputs[name] = t
-            else:
-                self.outputs.setdefault(name, []).append(t)
-
-        return hook
+    def _record(self, name: str, value: Any) -> None:
+        t = _first_tensor(value)
+        if self.detach:
+            t = t.detach()
+        if self.transform is not None:
+            t = self.transform(t)
+        if self.to_cpu:
+            t = t.cpu()
+        if self.keep == "last":
+            self.outputs[name] = t
+        else:
+            self.outputs.setdefault(name, []).append(t)
 
     def __enter__(self) -> ActivationRecorder:
-        modules = self._resolve()
+        modules = {s: resolve_site(self.model, s) for s in self.sites}
         self.outputs = {}
         try:
-            for name, mod in modules.items():
-                self._handles.append(mod.register_forward_hook(self._hook(name)))
+            for name, (mod, pre) in modules.items():
+                if pre:
+                    hook = mod.register_forward_pre_hook(lambda m, args, name=name: self._record(name, args))
+                else:
+                    hook = mod.register_forward_hook(lambda m, args, out, name=name: self._record(name, out))
+                self._handles.append(hook)
         except BaseException:
             self.remove()
             raise
@@ -163,19 +183,62 @@ class ActivationRecorder:
         return self.outputs[name]
 
 
-def spatial_pool(h: torch.Tensor, mode: str = "max") -> torch.Tensor:
-    """Pool a feature map over space: ``(N, C, H, W)`` → ``(N, C)`` by ``"max"`` (the paper's choice) or ``"mean"``.
+@contextmanager
+def edit_outputs(model: torch.nn.Module,
+                 edits: Mapping[str, Callable[[torch.Tensor], torch.Tensor | None]]) -> Iterator[None]:
+    """Replace the outputs of named modules during the ``with`` block (Chapter 14's steering).
 
-    ``(N, C)`` passes through; other shapes ``(N, C, ...)`` are flattened after the channel axis first.
+    ``edits[site](output)`` returns the new output, or ``None`` to leave it as it is. Sites are module names
+    (outputs only: a ``post_norm2`` site has no output to replace). Hooks are removed on exit, always.
     """
-    if mode not in ("max", "mean"):
-        raise ValueError(f"mode must be 'max' or 'mean', got {mode!r}")
+    handles = []
+    try:
+        for site, edit in edits.items():
+            mod, pre = resolve_site(model, site)
+            if pre:
+                raise ValueError(f"{site}: only module outputs can be edited, not the input of a module")
+            handles.append(mod.register_forward_hook(lambda m, args, out, edit=edit: edit(out)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def count_calls(model: torch.nn.Module, first: int = 0) -> Iterator[dict[str, int]]:
+    """Count the forward calls of ``model`` during the ``with`` block, from ``first``: yields ``{"calls": n}``,
+    updated before each call runs (so hooks inside the call read its 1-based number). Chapter 14."""
+    state = {"calls": int(first)}
+
+    def count(m: torch.nn.Module, args: Any) -> None:
+        state["calls"] += 1
+
+    handle = model.register_forward_pre_hook(count)
+    try:
+        yield state
+    finally:
+        handle.remove()
+
+
+def pool(h: torch.Tensor, pooling: str = "max") -> torch.Tensor:
+    """Pool activations over space: ``(N, C, H, W)`` → ``(N, C)`` by ``"max"`` (the paper's choice) or ``"mean"``.
+
+    ``(N, C)`` passes through; ``(N, L, C)`` tokens (a transformer block's output) pool over the ``L`` tokens;
+    other shapes ``(N, C, ...)`` are flattened after the channel axis. Chapters 11-14.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if h.ndim < 2:
         raise ValueError(f"expected a batch of features (N, C, ...), got shape {tuple(h.shape)}")
     if h.ndim == 2:
         return h
-    flat = h.reshape(h.shape[0], h.shape[1], -1)
-    return flat.amax(dim=-1) if mode == "max" else flat.mean(dim=-1)
+    flat = h.transpose(1, 2) if h.ndim == 3 else h.flatten(2)
+    return flat.amax(dim=-1) if pooling == "max" else flat.mean(dim=-1)
+
+
+def spatial_pool(h: torch.Tensor, mode: str = "max") -> torch.Tensor:
+    """:func:`pool` under Chapter 11's name: ``(N, C, H, W)`` → ``(N, C)`` by ``mode`` ``"max"`` or ``"mean"``."""
+    return pool(h, mode)
 
 
 @torch.no_grad()

@@ -1,15 +1,16 @@
 """SD v1.4's architecture, random weights, through Part IV's GPU path: does it fit a free Colab T4? (Chapters 12-14)
 
-``scripts/gpu_check.sh`` runs ``python -m repdiff.sd.gpu_check``: the full SD v1.4 U-Net, VAE and CLIP text encoder
-(:func:`repdiff.sd.hub.random_sd14_pipeline`, nothing downloaded) in fp16 at 512×512, through every GPU stage the
-chapters' Colab cells run, each with the batch sizes :func:`repdiff.sd.hub.t4_batch_sizes` picks for a 15 GB T4:
+``scripts/gpu_check.sh`` runs ``python -m repdiff.sd.gpu_check``: the full SD v1.4 U-Net, VAE and CLIP text
+encoder (:func:`repdiff.sd.random_sd14.random_sd14_pipeline`, nothing downloaded) in fp16 at 512×512, through every
+GPU stage the chapters' Colab cells run, each with the batch sizes :func:`repdiff.sd.gpu_memory.t4_batch_sizes`
+picks for a 15 GB T4:
 
 0. ``build`` and ``load``: the random pipeline is saved in the hub's layout (``fp16`` variant) and read back
    with :func:`repdiff.sd.hub.load_sd14`, the loader the Colab cells use, on this machine's libraries.
 1. ``probe``: one U-Net batch, one VAE encode and one VAE decode at those sizes; the memory per item is compared
-   with :data:`repdiff.sd.hub.PER_ITEM_BYTES` (what the batch sizes are planned from).
-2. ``estimate``: :func:`repdiff.sd.hub.estimate_run` (what a Colab run prints before it starts).
-3. ``generate``: guided DDIM sampling (:func:`repdiff.sd.detection.generate`, 30 steps, guidance 7.5).
+   with :data:`repdiff.sd.gpu_memory.PER_ITEM_BYTES` (what the batch sizes are planned from).
+2. ``estimate``: :func:`repdiff.sd.gpu_memory.estimate_run` (what a Colab run prints before it starts).
+3. ``generate``: guided DDIM sampling (:func:`repdiff.sd.pipeline.generate`, 30 steps, guidance 7.5).
 4. ``pipeline``: ``StableDiffusionPipeline.__call__`` through the resumable cache
    (:func:`repdiff.sd.hub.generate_cached_batches`), run twice: the second run must generate nothing.
 5. ``detector``: the paper's detector (:func:`repdiff.sd.detection.detector_scores`: VAE encode, re-noise to t = 10,
@@ -22,37 +23,35 @@ chapters' Colab cells run, each with the batch sizes :func:`repdiff.sd.hub.t4_ba
 
 For each stage it prints the seconds and the peak GPU memory (``torch.cuda.max_memory_allocated`` and
 ``max_memory_reserved``) and fails (exit status 1) if a stage raises, gives a non-finite or wrongly shaped
-result, or its peak reserved memory exceeds the T4 budget (:data:`repdiff.sd.hub.T4_BYTES`, 14 GiB = 15.0 GB).
+result, or its peak reserved memory exceeds the T4 budget (:data:`repdiff.sd.gpu_memory.T4_BYTES`, 14 GiB = 15.0 GB).
 Flash attention is switched off on GPUs that have it, so attention runs the memory-efficient kernel a T4 uses.
 
 ``--cpu-small`` runs the same stages on a CPU at 64×64 with tiny widths and 2 sampling steps (under a minute;
 ``tests/test_sd_hub.py`` runs it), which checks the wiring but not the memory.
 
 The chapters' functions are called through the ``api_*`` functions below, one line each: if a signature in
-:mod:`repdiff.sd.detection` or :mod:`repdiff.sd.steering` changes, the fix is here.
+:mod:`repdiff.sd.pipeline`, :mod:`repdiff.sd.detection` or :mod:`repdiff.sd.steering` changes, the fix is here.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import shutil
 import sys
 import tempfile
 import time
-import traceback
-from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from repdiff.sd import detection, steering
+from repdiff.sd import detection, gpu_memory, pipeline, random_sd14, steering
 from repdiff.sd import hub as sd_hub
+from repdiff.sd.stage_runner import StageResult, StageRunner, expect, expect_finite, expect_scores, over_budget, table
 
 __all__ = ["Settings", "GPU", "CPU_SMALL", "StageResult", "run_checks", "over_budget", "main"]
 
@@ -91,22 +90,13 @@ STEER_PROMPTS = ("A high-resolution front-facing portrait of a woman, looking di
 
 
 # ----------------------------------------------------------------------------------------------- the chapters' API
-def _accepts(fn: Callable, name: str) -> bool:
-    return name in inspect.signature(fn).parameters
-
-
-def _range_kw(fn: Callable) -> dict[str, Any]:
-    """Images here are in [-1, 1]; say so to a function that asks (issue 22 adds a ``value_range``)."""
-    return {"value_range": (-1.0, 1.0)} if _accepts(fn, "value_range") else {}
-
-
-def api_generate(pipe, prompts, *, steps: int, guidance: float, seed: int, batch_size: int) -> detection.Generation:
-    return detection.generate(pipe, list(prompts), steps=steps, guidance=guidance, seed=seed, batch_size=batch_size)
+def api_generate(pipe, prompts, *, steps: int, guidance: float, seed: int, batch_size: int) -> pipeline.Generation:
+    return pipeline.generate(pipe, list(prompts), steps=steps, guidance=guidance, seed=seed, batch_size=batch_size)
 
 
 def api_detect(pipe, images: torch.Tensor, *, batch_size: int) -> tuple[np.ndarray, float]:
     return detection.detector_scores(pipe, images, site=detection.DETECTION_SITE, t=10, pooling="max", score="std",
-                                     batch_size=batch_size, **_range_kw(detection.detector_scores))
+                                     batch_size=batch_size, value_range=(-1.0, 1.0))
 
 
 def api_wen(pipe, prompts, *, steps: int, batch_size: int) -> tuple[np.ndarray, float]:
@@ -114,15 +104,13 @@ def api_wen(pipe, prompts, *, steps: int, batch_size: int) -> tuple[np.ndarray, 
 
 
 def api_concept_vectors(pipe, images: torch.Tensor, prompt: str, *, batch_size: int) -> dict[str, torch.Tensor]:
-    """The authors' vectors; in chunks of ``batch_size`` images (weighted mean of chunk means) unless
-    :func:`repdiff.sd.steering.concept_vectors` bounds its own batches."""
-    fn, kw = steering.concept_vectors, dict(t=10, **_range_kw(steering.concept_vectors))
-    if _accepts(fn, "batch_size"):
-        return fn(pipe, images, prompt, steering.STEERING_SITES, batch_size=batch_size, **kw)
+    """The authors' vectors, in chunks of ``batch_size`` images (weighted mean of the chunk means, chunk ``k``
+    read with ``seed=k``): :func:`repdiff.sd.steering.concept_vectors` reads its whole set in one batch."""
     total: dict[str, torch.Tensor] = {}
     for k, i in enumerate(range(0, len(images), batch_size)):
         part = images[i:i + batch_size]
-        v = fn(pipe, part, prompt, steering.STEERING_SITES, seed=k, **kw)
+        v = steering.concept_vectors(pipe, part, prompt, steering.STEERING_SITES, t=10, seed=k,
+                                     value_range=(-1.0, 1.0))
         for site, x in v.items():
             total[site] = total.get(site, 0) + x.double() * len(part)
     return {site: (x / len(images)).float() for site, x in total.items()}
@@ -133,93 +121,26 @@ def api_steer(unet, vectors: dict[str, torch.Tensor], a: float, *, start: int, s
 
 
 # ----------------------------------------------------------------------------------------------- stages
-@dataclass
-class StageResult:
-    """One stage: wall time, peak GPU memory (bytes; NaN on a CPU), the batch sizes used, and what went wrong."""
-
-    name: str
-    seconds: float = float("nan")
-    peak_allocated: float = float("nan")
-    peak_reserved: float = float("nan")
-    batch: str = ""
-    note: str = ""
-    error: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
-
-class CheckError(RuntimeError):
-    """A stage ran but its result is wrong (shape, NaN, no effect)."""
-
-
-def _expect(cond: bool, message: str) -> None:
-    if not cond:
-        raise CheckError(message)
-
-
-def _finite(x: Any, what: str) -> None:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    _expect(bool(torch.isfinite(t.float()).all()), f"{what} contains NaN or infinity")
-
-
-class _Runner:
-    def __init__(self, device: torch.device, verbose: bool = True):
-        self.device, self.verbose, self.results = device, verbose, []
-
-    def stage(self, name: str, fn: Callable[[StageResult], Any], batch: str = "") -> Any:
-        res = StageResult(name=name, batch=batch)
-        cuda = self.device.type == "cuda"
-        if cuda:
-            torch.cuda.synchronize(self.device)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-        if self.verbose:
-            print(f"== {name} {('(' + batch + ')') if batch else ''}", flush=True)
-        t0 = time.perf_counter()
-        out = None
-        try:
-            out = fn(res)
-            if cuda:
-                torch.cuda.synchronize(self.device)
-        except Exception as e:  # noqa: BLE001 - every failure is reported and fails the run
-            res.error = f"{type(e).__name__}: {e}"
-            traceback.print_exc()
-        res.seconds = time.perf_counter() - t0
-        if cuda:
-            res.peak_allocated = float(torch.cuda.max_memory_allocated(self.device))
-            res.peak_reserved = float(torch.cuda.max_memory_reserved(self.device))
-        if self.verbose:
-            mem = (f", peak {res.peak_allocated / 2**30:.2f} GiB allocated / {res.peak_reserved / 2**30:.2f} GiB "
-                   f"reserved" if cuda else "")
-            status = "ok" if res.ok else "FAILED: " + res.error
-            print(f"   {res.seconds:.1f} s{mem}; {res.note + '; ' if res.note else ''}{status}", flush=True)
-        self.results.append(res)
-        return out
-
-
 def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0, verbose: bool = True,
                cache_dir: str | Path | None = None) -> list[StageResult]:
     """Run every stage once; returns one :class:`StageResult` per stage (failures are recorded, not raised)."""
     device = torch.device(device)
     dtype = getattr(torch, settings.dtype)
     s = settings
-    r = _Runner(device, verbose)
+    r = StageRunner(device, verbose)
     state: dict[str, Any] = {}
 
     def build(res: StageResult) -> None:
-        pipe = sd_hub.random_sd14_pipeline(device, dtype, small=s.small, seed=seed)
-        _expect(pipe.unet.dtype == dtype, f"U-Net is {pipe.unet.dtype}, not {dtype}")
+        pipe = random_sd14.random_sd14_pipeline(device, dtype, small=s.small, seed=seed)
+        expect(pipe.unet.dtype == dtype, f"U-Net is {pipe.unet.dtype}, not {dtype}")
         vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        _expect(pipe.unet.config.sample_size * vae_scale == s.size,
+        expect(pipe.unet.config.sample_size * vae_scale == s.size,
                 f"the U-Net's latents ({pipe.unet.config.sample_size}) do not make {s.size}² images")
         state["pipe"] = pipe
         n = {k: sum(p.numel() for p in getattr(pipe, k).parameters()) for k in ("unet", "vae", "text_encoder")}
-        res.info = {"parameters": n, "model_bytes": sd_hub.model_bytes(pipe)}
+        res.info = {"parameters": n, "model_bytes": gpu_memory.model_bytes(pipe)}
         res.note = ("parameters: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in n.items())
-                    + f"; weights {sd_hub.model_bytes(pipe) / 2**30:.2f} GiB")
+                    + f"; weights {gpu_memory.model_bytes(pipe) / 2**30:.2f} GiB")
 
     r.stage("build", build)
     pipe = state.get("pipe")
@@ -235,7 +156,7 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
             loaded = sd_hub.load_sd14(str(device), dtype, model_id=folder, verbose=False)
             for name in ("unet", "vae", "text_encoder"):
                 a, b = next(getattr(pipe, name).parameters()), next(getattr(loaded, name).parameters())
-                _expect(b.dtype == dtype and torch.equal(a, b), f"{name} reloaded as {b.dtype}, or other weights")
+                expect(b.dtype == dtype and torch.equal(a, b), f"{name} reloaded as {b.dtype}, or other weights")
             res.note = (f"load_sd14 (diffusers {'.'.join(map(str, sd_hub.diffusers_version()))}, "
                         f"{sd_hub.dtype_keyword()}=..., variant {variant}) read the saved weights back in {dtype}")
             del loaded
@@ -244,7 +165,7 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
 
     r.stage("load", load)
     cap_free = None if device.type == "cuda" or not s.small else 2**40  # CPU: the cap decides
-    sizes = sd_hub.t4_batch_sizes(pipe, s.size, s.size, cap=s.batch_cap, free_bytes=cap_free)
+    sizes = gpu_memory.t4_batch_sizes(pipe, s.size, s.size, cap=s.batch_cap, free_bytes=cap_free)
     state["sizes"] = sizes
     if verbose:
         print(f"   batch sizes for a T4 at {s.size}²: {sizes}", flush=True)
@@ -254,7 +175,7 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
         base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
         per: dict[str, float] = {}
         with torch.no_grad():
-            ctx = detection.encode_prompts(pipe, [""])
+            ctx = pipeline.encode_prompts(pipe, [""])
             for kind, n, run in (
                 ("unet", sizes["unet"], lambda n: pipe.unet(
                     torch.randn(n, 4, lat, lat, device=device, dtype=dtype), 500,
@@ -272,21 +193,21 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
                     per[kind] = (torch.cuda.max_memory_allocated(device) - base) / n
         res.info = {"t4_batch_sizes": sizes}
         if per:
-            planned = {k: sd_hub.PER_ITEM_BYTES[k] * s.size**2 / 512**2 * torch.finfo(dtype).bits / 16 for k in per}
+            planned = {k: gpu_memory.PER_ITEM_BYTES[k] * s.size**2 / 512**2 * torch.finfo(dtype).bits / 16 for k in per}
             res.info.update(bytes_per_item=per, planned_bytes_per_item=planned)
             res.note = "per item: " + ", ".join(
                 f"{k} {per[k] / 2**20:.0f} MiB (planned {planned[k] / 2**20:.0f})" for k in per)
             over = [k for k in per if per[k] > planned[k]]
             if over:  # a warning, not a failure: the stage peaks below are what must fit
-                res.note += f"; WARNING: {over} above sd_hub.PER_ITEM_BYTES, raise it"
+                res.note += f"; WARNING: {over} above gpu_memory.PER_ITEM_BYTES, raise it"
 
     r.stage("probe", probe, batch=f"unet {sizes['unet']}, encode {sizes['encode']}, decode {sizes['decode']}")
 
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(s.n_prompts)]
 
     def estimate(res: StageResult) -> None:
-        est = sd_hub.estimate_run(pipe, len(prompts), steps=s.steps, batch_size=sizes["generate"], verbose=verbose)
-        _expect(np.isfinite(est["seconds"]) and est["seconds"] > 0, f"estimate {est}")
+        est = gpu_memory.estimate_run(pipe, len(prompts), steps=s.steps, batch_size=sizes["generate"], verbose=verbose)
+        expect(np.isfinite(est["seconds"]) and est["seconds"] > 0, f"estimate {est}")
         res.info = est
         state["estimate"] = est["seconds"]
         res.note = f"predicts {est['seconds']:.1f} s for the generate stage"
@@ -295,10 +216,10 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
 
     def generate(res: StageResult) -> None:
         g = api_generate(pipe, prompts, steps=s.steps, guidance=s.guidance, seed=seed, batch_size=sizes["generate"])
-        _expect(tuple(g.images.shape) == (len(prompts), 3, s.size, s.size), f"images of shape {tuple(g.images.shape)}")
-        _finite(g.images, "generated images")
-        _finite(g.wen_first, "Wen et al.'s first-step score")
-        _finite(g.wen_mean, "Wen et al.'s all-steps score")
+        expect(tuple(g.images.shape) == (len(prompts), 3, s.size, s.size), f"images of shape {tuple(g.images.shape)}")
+        expect_finite(g.images, "generated images")
+        expect_finite(g.wen_first, "Wen et al.'s first-step score")
+        expect_finite(g.wen_mean, "Wen et al.'s all-steps score")
         state["images"] = g.images
         res.info = {"seconds_per_sample": g.seconds_per_sample}
         res.note = f"{len(prompts)} prompts x {s.steps} steps, {g.seconds_per_sample:.2f} s per image"
@@ -310,7 +231,7 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
     if images is None:  # later stages still run, on stand-in images
         images = torch.rand(len(prompts), 3, s.size, s.size) * 2 - 1
 
-    def pipeline(res: StageResult) -> None:
+    def pipeline_call(res: StageResult) -> None:
         folder = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="sd_gpu_check_"))
         calls: list[int] = []
         gen = sd_hub.pipeline_batch_generator(pipe, steps=s.pipeline_steps, guidance=s.guidance)
@@ -322,21 +243,20 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
         n = min(len(prompts), sizes["generate"] + 1)  # one full batch and a remainder
         a = sd_hub.generate_cached_batches(counted, prompts[:n], folder, tag="check", seed=seed,
                                            batch_size=sizes["generate"], progress=False)
-        _expect(a.shape == (n, 3, s.size, s.size), f"cached images of shape {a.shape}")
-        _finite(a, "pipeline images")
+        expect(a.shape == (n, 3, s.size, s.size), f"cached images of shape {a.shape}")
+        expect_finite(a, "pipeline images")
         first = sum(calls)
         b = sd_hub.generate_cached_batches(counted, prompts[:n], folder, tag="check", seed=seed,
                                            batch_size=sizes["generate"], progress=False)
-        _expect(first == n and sum(calls) == n, f"generated {calls} images for {n} prompts (the rerun must resume)")
-        _expect(np.array_equal(a, b), "the resumed run read back other images")
+        expect(first == n and sum(calls) == n, f"generated {calls} images for {n} prompts (the rerun must resume)")
+        expect(np.array_equal(a, b), "the resumed run read back other images")
         res.note = f"{n} images in batches {calls}, rerun generated none"
 
-    r.stage("pipeline", pipeline, batch=f"{sizes['generate']} prompts")
+    r.stage("pipeline", pipeline_call, batch=f"{sizes['generate']} prompts")
 
     def detector(res: StageResult) -> None:
         sc, sec = api_detect(pipe, images, batch_size=sizes["detect"])
-        _expect(np.shape(sc) == (len(images),), f"scores of shape {np.shape(sc)}")
-        _finite(sc, "detector scores")
+        expect_scores(sc, len(images), "detector scores")
         res.info = {"scores": np.asarray(sc).tolist(), "seconds_per_image": sec}
         res.note = f"Std {np.min(sc):.3g}..{np.max(sc):.3g}, {sec:.3f} s per image"
 
@@ -344,8 +264,7 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
 
     def wen(res: StageResult) -> None:
         sc, sec = api_wen(pipe, prompts, steps=s.steps, batch_size=sizes["wen"])
-        _expect(np.shape(sc) == (len(prompts),), f"scores of shape {np.shape(sc)}")
-        _finite(sc, "Wen et al.'s scores")
+        expect_scores(sc, len(prompts), "Wen et al.'s scores")
         res.info = {"scores": np.asarray(sc).tolist(), "seconds_per_prompt": sec}
         res.note = f"{sec:.3f} s per prompt"
 
@@ -356,8 +275,8 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
         refs = torch.cat([images, images.flip(-1)] * reps)[:s.n_refs]
         v = api_concept_vectors(pipe, refs, CONCEPT_PROMPT, batch_size=min(sizes["encode"], sizes["unet"]))
         for site in steering.STEERING_SITES:
-            _expect(site in v and v[site].ndim == 1, f"no (C,) vector at {site}")
-            _finite(v[site], f"the vector at {site}")
+            expect(site in v and v[site].ndim == 1, f"no (C,) vector at {site}")
+            expect_finite(v[site], f"the vector at {site}")
         state["vectors"] = v
         res.note = f"{s.n_refs} references; |v| " + ", ".join(f"{float(x.norm()):.3g}" for x in v.values())
 
@@ -365,7 +284,7 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
 
     def steer(res: StageResult) -> None:
         v = state.get("vectors")
-        _expect(v is not None, "no steering vectors (the concept stage failed)")
+        expect(v is not None, "no steering vectors (the concept stage failed)")
         outs = []
         b = sizes["generate"]
         for a in s.strengths:
@@ -376,32 +295,17 @@ def run_checks(settings: Settings, device: str | torch.device, *, seed: int = 0,
                 with api_steer(pipe.unet, v, a, start=s.steer_window[0], stop=s.steer_window[1]) as st:
                     g = api_generate(pipe, STEER_PROMPTS[i:i + b], steps=s.steer_steps, guidance=s.steer_guidance,
                                      seed=seed + 2025 + i, batch_size=b)
-                _expect(st["calls"] == s.steer_steps, f"{st['calls']} U-Net calls counted for {s.steer_steps} steps")
+                expect(st["calls"] == s.steer_steps, f"{st['calls']} U-Net calls counted for {s.steer_steps} steps")
                 parts.append(g.images)
             outs.append(torch.cat(parts))
-            _finite(outs[-1], f"images steered with a = {a}")
+            expect_finite(outs[-1], f"images steered with a = {a}")
         change = steering.pixel_change(outs)  # (K, P) RMS change from a = 0
-        _expect(bool((change[1:] > 0).all()), f"steering changed nothing: RMS change {change.tolist()}")
+        expect(bool((change[1:] > 0).all()), f"steering changed nothing: RMS change {change.tolist()}")
         res.info = {"rms_change": change.tolist()}
         res.note = f"a = {list(s.strengths)}; RMS change at the largest a {change[-1].round(3).tolist()}"
 
     r.stage("steering", steer, batch=f"{len(STEER_PROMPTS)} prompts x {len(s.strengths)} strengths")
     return r.results
-
-
-def over_budget(results: list[StageResult], budget_bytes: float) -> list[str]:
-    """Names of the stages whose peak reserved (or allocated) GPU memory exceeds ``budget_bytes``."""
-    return [r.name for r in results
-            if np.isfinite(r.peak_reserved) and max(r.peak_reserved, r.peak_allocated) > budget_bytes]
-
-
-def _table(results: list[StageResult]) -> str:
-    rows = [f"{'stage':<10} {'seconds':>8} {'peak alloc GiB':>15} {'peak reserved GiB':>18}  {'batch':<36} status"]
-    for r in results:
-        gib = (lambda x: f"{x / 2**30:.2f}" if np.isfinite(x) else "-")
-        rows.append(f"{r.name:<10} {r.seconds:8.1f} {gib(r.peak_allocated):>15} {gib(r.peak_reserved):>18}  "
-                    f"{r.batch:<36} {'ok' if r.ok else 'FAILED'}")
-    return "\n".join(rows)
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
@@ -421,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m repdiff.sd.gpu_check", description=__doc__.split("\n")[0])
     ap.add_argument("--cpu-small", action="store_true", help="64×64, tiny widths, 2 steps, on the CPU (< 1 min)")
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    ap.add_argument("--budget-gib", type=float, default=sd_hub.T4_BYTES / 2**30,
+    ap.add_argument("--budget-gib", type=float, default=gpu_memory.T4_BYTES / 2**30,
                     help="fail if a stage's peak GPU memory exceeds this (default: a T4's 14 GiB = 15.0 GB)")
     ap.add_argument("--keep-flash", action="store_true",
                     help="keep flash attention (default: off, so attention runs the kernel a T4 uses)")
@@ -451,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r.name for r in results if not r.ok]
     expected = ["build", "load", "probe", "estimate", "generate", "pipeline", "detector", "wen", "concept", "steering"]
     missing = [n for n in expected if n not in {r.name for r in results}]
-    print("\n" + _table(results))
+    print("\n" + table(results))
     print(f"total {total:.1f} s; budget {args.budget_gib:.2f} GiB per stage"
           + (" (not measured on a CPU)" if device.type != "cuda" else ""))
     if args.json is not None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from repdiff import metrics
-from repdiff.sd import detection, tiny_sd
+from repdiff.sd import detection, pipeline, tiny_sd
 
 __all__ = ["GROUPS", "Screening", "screen", "reference_set", "LabelSummary", "label_summary", "Scores",
            "score_generations", "Comparison", "layer_sweep", "own_copies",
@@ -126,7 +126,7 @@ def own_copies(pipe, images: torch.Tensor, group: str, titles: np.ndarray, *,
         raise ValueError(f"need group 'planted' or 'control' and one title per image, got {group!r}, "
                          f"{len(titles)} titles for {len(images)} images")
     ref, kind, index = training_images(pipe, path)
-    ratio, nearest = _label(detection.as_model_images(images, (-1, 1)), ref)
+    ratio, nearest = _label(pipeline.as_model_images(images, (-1, 1)), ref)
     return (ratio < 1 / 3) & (kind[nearest] == group) & (index[nearest] == np.asarray(titles))
 
 
@@ -150,7 +150,7 @@ def reference_set(pipe, path: str | Path | None = None) -> tuple[torch.Tensor, n
     parts = [planted, control, train]
     kind = np.concatenate([np.full(len(x), k) for x, k in zip(parts, ("planted", "control", "train"), strict=True)])
     index = np.concatenate([np.arange(len(x)) for x in parts])
-    rec = detection.decode_latents(pipe, detection.encode_images(pipe, torch.cat(parts), value_range=(-1, 1)))
+    rec = pipeline.decode_latents(pipe, pipeline.encode_images(pipe, torch.cat(parts), value_range=(-1, 1)))
     return rec, kind, index
 
 
@@ -196,7 +196,7 @@ def screen(pipe, *, n_planted: int = 64, n_control: int = 48, n_held_out: int = 
         stored = torch.load(file, weights_only=True)
         return Screening(**{f.name: _restore(f.name, stored[f.name]) for f in fields(Screening)})
     t0 = time.perf_counter()
-    gen = detection.generate(pipe, captions, steps=steps, guidance=guidance, seed=seed, keep_step=keep_step,
+    gen = pipeline.generate(pipe, captions, steps=steps, guidance=guidance, seed=seed, keep_step=keep_step,
                              progress=progress)
     seconds = (time.perf_counter() - t0) / len(captions)
     ref, ref_kind, ref_index = training_images(pipe, path)
@@ -318,12 +318,12 @@ def layer_sweep(pipe, images: torch.Tensor, pos: np.ndarray, neg: np.ndarray, si
     """AUROC of the Std score, positives ``images[pos]`` against ``images[neg]``, for every site, timestep and
     pooling (Chapter 13): one U-Net pass per image and timestep reads all sites. ``{(site, t, pooling): AUROC}``."""
     keep = np.asarray(pos) | np.asarray(neg)
-    z = detection.encode_images(pipe, images[torch.from_numpy(keep)], generator=torch.Generator().manual_seed(seed),
+    z = pipeline.encode_images(pipe, images[torch.from_numpy(keep)], generator=torch.Generator().manual_seed(seed),
                                 value_range=(-1, 1))
     p, n = np.asarray(pos)[keep], np.asarray(neg)[keep]
     out = {}
     for t in ts:
-        reps = detection.representations(pipe, z, sites, t=t, pooling=poolings, seed=seed + 1)
+        reps = pipeline.features_at_t(pipe, z, sites, t=t, pooling=poolings, seed=seed + 1)
         for (site, pool), h in reps.items():
             s = detection.spikiness(h, "std")
             out[(site, t, pool)] = metrics.detection_metrics(s[p], s[n])["auroc"]

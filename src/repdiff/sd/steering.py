@@ -17,6 +17,7 @@ and moves smoothly toward the concept as ``a`` grows; a memorized sample is pinn
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 
 from repdiff.metrics import mean_interval
-from repdiff.sd.detection import decode_latents, encode_images, encode_prompts, generate, renoise, representations
-from repdiff.theory import empirical_denoiser
+from repdiff.representations import count_calls, edit_outputs
+from repdiff.sd.pipeline import encode_images, features_at_t, generate
 
 __all__ = [
     "STEERING_SITES",
@@ -44,8 +45,6 @@ __all__ = [
     "brightness",
     "horizontal_moment",
     "pixel_change",
-    "push_retention",
-    "latent_gain",
     "pca_2d",
 ]
 
@@ -75,7 +74,7 @@ def concept_vectors(pipe, images, concept_prompt: str, sites: Sequence[str] = ST
 
     Args:
         images: ``(N, 3, H, W)`` in [-1, 1], images of the target concept (or diffusers' [0, 1] images with
-            ``value_range=(0, 1)``, uint8 or PIL images: :func:`repdiff.sd.detection.as_model_images`).
+            ``value_range=(0, 1)``, uint8 or PIL images: :func:`repdiff.sd.pipeline.as_model_images`).
         concept_prompt: the condition c̄ used while reading the representations.
         spatial: keep the map (the mean feature map of the set; Chapter 14's position concept) instead of
             pooling it to one value per channel (the authors' code).
@@ -86,7 +85,7 @@ def concept_vectors(pipe, images, concept_prompt: str, sites: Sequence[str] = ST
         raise ValueError("the reference set is empty")
     pooling = "none" if spatial else "mean"
     z = encode_images(pipe, images, generator=torch.Generator().manual_seed(seed), value_range=value_range)
-    reps = representations(pipe, z, list(sites), t=t, prompt=concept_prompt, pooling=pooling, seed=seed)
+    reps = features_at_t(pipe, z, list(sites), t=t, prompt=concept_prompt, pooling=pooling, seed=seed)
     return {s: reps[(s, pooling)].mean(0) for s in sites}
 
 
@@ -114,53 +113,41 @@ def steer(unet: torch.nn.Module, vectors: dict[str, torch.Tensor], a: float, *, 
     block's output size (:func:`concept_vectors` with ``spatial=True``).
 
     Calls are counted from ``first_call`` when the ``with`` block opens (one per sampling step when the guided
-    batch is evaluated in one call, as :func:`repdiff.sd.detection.generate` and ``StableDiffusionPipeline`` do;
+    batch is evaluated in one call, as :func:`repdiff.sd.pipeline.generate` and ``StableDiffusionPipeline`` do;
     pass ``first_call=k`` when sampling resumes at step ``k``, ``generate(..., start_step=k)``). With
-    ``conditional_half`` only the second half of the batch (the conditional branch) is changed. Hooks are
-    removed on exit, always. Yields a dict holding the call counter.
+    ``conditional_half`` only the second half of the batch (the conditional branch) is changed. Hooks
+    (:func:`repdiff.representations.edit_outputs`, :func:`~repdiff.representations.count_calls`) are removed
+    on exit, always. Yields a dict holding the call counter.
     """
     if not np.isfinite(a):
         raise ValueError(f"a must be finite, got {a}")
     if not 0 <= start <= stop:
         raise ValueError(f"need 0 <= start <= stop, got {start}, {stop}")
-    state = {"calls": int(first_call)}
-    modules = dict(unet.named_modules())
-    handles = []
 
-    def count(m, args):
-        state["calls"] += 1
+    def edit(out: torch.Tensor, site: str, v: torch.Tensor, state: dict[str, int]) -> torch.Tensor | None:
+        k = state["calls"] - 1
+        if a == 0 or not start <= k < stop:
+            return None
+        add = (a * v).to(out.device, out.dtype)
+        if add.ndim == 1:
+            add = add.view(1, -1, 1, 1)  # one value per channel, broadcast over space
+        elif add.shape == out.shape[1:]:
+            add = add.unsqueeze(0)  # a map: added where it was measured
+        else:
+            raise ValueError(f"{site}: v has shape {tuple(v.shape)}; the block outputs "
+                             f"{tuple(out.shape[1:])} (need (C,) or (C, h, w))")
+        out = out.clone()
+        if conditional_half:
+            half = out.shape[0] // 2
+            out[half:] += add
+        else:
+            out += add
+        return out
 
-    try:
-        for site, v in vectors.items():
-            if site not in modules:
-                raise KeyError(f"no module named {site!r} in the U-Net")
-
-            def hook(m, args, out, v=v, site=site):
-                k = state["calls"] - 1
-                if a == 0 or not start <= k < stop:
-                    return None
-                add = (a * v).to(out.device, out.dtype)
-                if add.ndim == 1:
-                    add = add.view(1, -1, 1, 1)  # one value per channel, broadcast over space
-                elif add.shape == out.shape[1:]:
-                    add = add.unsqueeze(0)  # a map: added where it was measured
-                else:
-                    raise ValueError(f"{site}: v has shape {tuple(v.shape)}; the block outputs "
-                                     f"{tuple(out.shape[1:])} (need (C,) or (C, h, w))")
-                out = out.clone()
-                if conditional_half:
-                    half = out.shape[0] // 2
-                    out[half:] += add
-                else:
-                    out += add
-                return out
-
-            handles.append(modules[site].register_forward_hook(hook))
-        handles.append(unet.register_forward_pre_hook(count))
-        yield state
-    finally:
-        for h in handles:
-            h.remove()
+    with count_calls(unet, first_call) as state:
+        edits = {site: functools.partial(edit, site=site, v=v, state=state) for site, v in vectors.items()}
+        with edit_outputs(unet, edits):
+            yield state
 
 
 def attribute_slopes(a_values: Sequence[float], attribute: np.ndarray) -> np.ndarray:
@@ -187,7 +174,8 @@ def attribute_slopes(a_values: Sequence[float], attribute: np.ndarray) -> np.nda
 def brightness(images: torch.Tensor | np.ndarray) -> np.ndarray:
     """Mean brightness of each image ``(N, C, H, W)`` in [-1, 1], on a 0 (black) to 1 (white) scale: ``(N,)``.
 
-    Chapter 14's attribute for the "white background" concept, and the quantity :func:`push_retention` follows.
+    Chapter 14's attribute for the "white background" concept, and the quantity
+    :func:`repdiff.sd.retention.push_retention` follows.
     """
     x = torch.as_tensor(images)
     if x.ndim != 4:
@@ -241,142 +229,6 @@ def pixel_change(images: Sequence[torch.Tensor]) -> np.ndarray:
     if x.ndim < 3:
         raise ValueError(f"each entry must be (P, ...) images, got shape {tuple(x.shape[1:])}")
     return (x - x[:1]).flatten(2).square().mean(2).sqrt().numpy()
-
-
-@torch.no_grad()
-def push_retention(pipe, images: torch.Tensor, prompts: Sequence[str], timesteps: Sequence[int], *,
-                   blend: float = 0.2, target: float = 1.0, guidance: float = 7.5, seed: int = 0,
-                   memorizer: torch.Tensor | None = None) -> np.ndarray:
-    """How much of a push toward a flat colour one denoising pass keeps, per image (Chapter 14).
-
-    Each image ``x`` is pushed to ``x' = (1 − blend)·x + blend·target`` (``target = 1``: mix in white). Both are
-    VAE-encoded and noised to ``t`` with the same noise; one guided noise prediction turns each into a clean
-    estimate ẑ₀ = (z_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, which is decoded. The retention is the brightness change the
-    estimate keeps, divided by the brightness change of the push itself after the same VAE round trip:
-
-        retention = [b(D(ẑ₀')) − b(D(ẑ₀))] / [b(D(z')) − b(D(z))],   b = mean brightness in [0, 1].
-
-    A denoiser that pulls every noisy input back to a stored image undoes the push (retention 0), so a sampler
-    built from it ignores a steering push; a denoiser that treats the pushed image as just another plausible
-    image keeps it (retention near 1).
-
-    Args:
-        images: ``(N, 3, H, W)`` in [-1, 1].
-        prompts: ``N`` prompts, the condition of each image (guided with the empty prompt, as in sampling).
-        timesteps: training timesteps in ``[0, 1000)``.
-        memorizer: optional ``(M, C, h, w)`` training latents (:func:`~repdiff.sd.detection.encode_images`): use
-            the optimal denoiser of their empirical distribution (paper Eq. 3, a perfect memorizer) instead of
-            the U-Net; ``prompts`` and ``guidance`` are then unused.
-    Returns:
-        ``(len(timesteps), N)`` retentions.
-    """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
-    if len(prompts) != len(images):
-        raise ValueError(f"need one prompt per image: {len(prompts)} prompts for {len(images)} images")
-    if not 0 < blend <= 1:
-        raise ValueError(f"blend must be in (0, 1], got {blend}")
-    pushed = (1 - blend) * images + blend * target
-    z, zp = encode_images(pipe, images, value_range=(-1, 1)), encode_images(pipe, pushed, value_range=(-1, 1))
-    pushed_change = brightness(decode_latents(pipe, zp)) - brightness(decode_latents(pipe, z))
-    if (np.abs(pushed_change) < 1e-4).any():
-        raise ValueError("the push does not change some images' brightness (are they already the target colour?)")
-    out = np.zeros((len(timesteps), len(images)))
-    pairs = _paired_estimates(pipe, z, zp, prompts, timesteps, guidance=guidance, seed=seed, memorizer=memorizer)
-    for k, (est, est_pushed) in enumerate(pairs):
-        out[k] = (brightness(decode_latents(pipe, est_pushed)) - brightness(decode_latents(pipe, est))) / pushed_change
-    return out
-
-
-def _paired_estimates(pipe, z: torch.Tensor, z_moved: torch.Tensor, prompts: Sequence[str],
-                      timesteps: Sequence[int], *, guidance: float, seed: int,
-                      memorizer: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """For the k-th timestep t: the one-pass clean estimates of ``z`` and ``z_moved`` ``(N, C, h, w)``, both
-    noised to t with the same noise (a generator seeded ``seed + k``). Shared by :func:`push_retention` and
-    :func:`latent_gain`; see :func:`_one_pass_estimate` for the U-Net and the memorizer."""
-    stored = None
-    if memorizer is not None:
-        if memorizer.ndim != 4 or memorizer.shape[1:] != z.shape[1:]:
-            raise ValueError(f"memorizer must be latents (M, {', '.join(map(str, z.shape[1:]))}), "
-                             f"got {tuple(memorizer.shape)}")
-        stored = memorizer.flatten(1).to(z)
-    if all(p == "" for p in prompts):  # both branches are then the same pass: compute it once
-        guidance = 0.0
-    ctx = None if stored is not None else torch.cat([encode_prompts(pipe, [""] * len(prompts)),
-                                                     encode_prompts(pipe, list(prompts))])
-    for k, t in enumerate(timesteps):
-        noisy = [renoise(pipe, x, int(t), torch.Generator(device=z.device).manual_seed(seed + k)) for x in (z, z_moved)]
-        yield tuple(_one_pass_estimate(pipe, zt, int(t), ctx, guidance, stored) for zt in noisy)
-
-
-def _one_pass_estimate(pipe, zt: torch.Tensor, t: int, ctx: torch.Tensor | None, guidance: float,
-                       stored: torch.Tensor | None) -> torch.Tensor:
-    """Clean estimate ẑ₀ ``(N, C, h, w)`` of one denoising pass from ``zt`` at timestep ``t``.
-
-    With ``stored`` latents ``(M, D)``: the optimal denoiser of their empirical distribution (paper Eq. 3), on
-    the VP latents z_t/√ᾱ = z₀ + σ ε with σ = √((1 − ᾱ)/ᾱ). Otherwise the guided U-Net, ``ctx`` holding the
-    empty-prompt states of the ``N`` inputs followed by their prompts' states: ẑ₀ = (z_t − √(1 − ᾱ) ε̂) / √ᾱ.
-    """
-    a = pipe.scheduler.alphas_cumprod[t].to(zt)
-    if stored is not None:
-        sigma = float(((1 - a) / a).sqrt())
-        return empirical_denoiser((zt / a.sqrt()).flatten(1), stored, sigma).reshape(zt.shape)
-    if guidance == 0:  # the unconditional pass alone (the conditional one would be multiplied by 0)
-        eps = pipe.unet(zt.to(pipe.unet.dtype), t, encoder_hidden_states=ctx[:len(zt)]).sample.to(zt)
-    else:
-        eps_u, eps_c = pipe.unet(torch.cat([zt, zt]).to(pipe.unet.dtype), t,
-                                 encoder_hidden_states=ctx).sample.to(zt).chunk(2)
-        eps = eps_u + guidance * (eps_c - eps_u)
-    return (zt - (1 - a).sqrt() * eps) / a.sqrt()
-
-
-@torch.no_grad()
-def latent_gain(pipe, latents: torch.Tensor, prompts: Sequence[str], directions: torch.Tensor,
-                timesteps: Sequence[int], *, step: float = 1.0, guidance: float = 7.5, seed: int = 0,
-                memorizer: torch.Tensor | None = None) -> np.ndarray:
-    """How much of a shift of the latent along a direction one denoising pass keeps (Chapter 14).
-
-    Each latent ``z`` is shifted by ``step`` along its unit direction ``u = d / ‖d‖``; ``z`` and ``z + step·u``
-    are noised to ``t`` with the same noise, and the gain is the part of the change of the clean estimate that
-    lies along ``u``, per unit shift:
-
-        gain = ⟨ẑ₀(z + step·u) − ẑ₀(z), u⟩ / step.
-
-    0: the pass removes the shift (a perfect memorizer near its stored points, or a denoiser treating it as
-    noise); 1: it passes the shift on in full. Where :func:`push_retention` follows one decoded attribute, this
-    looks at any direction in latent space: a random one, the push toward white, or a constant per channel
-    (the spatial mean of each latent channel). Draw random directions from another generator than the noise
-    (``seed``): a direction parallel to the noise itself is not a shift the denoiser can tell from noise level.
-
-    Args:
-        latents: ``(N, C, h, w)`` clean latents (:func:`~repdiff.sd.detection.encode_images`).
-        prompts: ``N`` prompts, one per latent (guided with the empty prompt, as in sampling).
-        directions: ``(N, C, h, w)`` one direction per latent (any nonzero length).
-        timesteps: training timesteps in ``[0, 1000)``.
-        memorizer: optional ``(M, C, h, w)`` training latents: use the optimal denoiser of their empirical
-            distribution (paper Eq. 3) instead of the U-Net; ``prompts`` and ``guidance`` are then unused.
-    Returns:
-        ``(len(timesteps), N)`` gains.
-    """
-    if latents.ndim != 4:
-        raise ValueError(f"latents must have shape (N, C, h, w), got {tuple(latents.shape)}")
-    if directions.shape != latents.shape:
-        raise ValueError(f"directions must have the latents' shape {tuple(latents.shape)}, "
-                         f"got {tuple(directions.shape)}")
-    if len(prompts) != len(latents):
-        raise ValueError(f"need one prompt per latent: {len(prompts)} prompts for {len(latents)} latents")
-    if step <= 0:
-        raise ValueError(f"step must be > 0, got {step}")
-    norms = directions.flatten(1).norm(dim=1)
-    if (norms == 0).any():
-        raise ValueError("every direction must be nonzero")
-    u = (directions / norms.view(-1, 1, 1, 1)).to(latents)
-    out = np.zeros((len(timesteps), len(latents)))
-    pairs = _paired_estimates(pipe, latents, latents + step * u, prompts, timesteps, guidance=guidance, seed=seed,
-                              memorizer=memorizer)
-    for k, (est, est_shifted) in enumerate(pairs):
-        out[k] = ((est_shifted - est) * u).flatten(1).sum(1).float().cpu().numpy() / step
-    return out
 
 
 def pca_2d(x: np.ndarray, fit_on: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -458,7 +310,7 @@ def sweep(pipe, vectors: dict[str, torch.Tensor], a_values: Sequence[float], pro
     """Steered samples at each strength: ``K`` tensors ``(P, 3, H, W)`` in [-1, 1] (Chapter 14).
 
     Sampling resumes at step ``from_step`` from ``latents_at`` (the latents entering that step of an unsteered
-    run, :attr:`repdiff.sd.detection.Generation.latents_at`): steps before the window are the same at every
+    run, :attr:`repdiff.sd.pipeline.Generation.latents_at`): steps before the window are the same at every
     strength, so they are run once. ``a = 0`` is sampled too (it reproduces the unsteered run).
     """
     if not 0 <= from_step <= window[0] <= window[1] <= steps:
