@@ -80,8 +80,9 @@ if [[ " ${MAIN[*]} " == *" chapters/part4/12_text_to_image.ipynb "* ]]; then
 fi
 
 rm -rf _build/executed _build/notebook_times.json _build/cache _build/cache-colab
-# each run screens the tiny SD afresh (its own cache, shared by the chapters of one environment): no result of an
-# earlier run or another environment is reused
+# each run screens the tiny SD afresh (no result of an earlier run is reused), once: both environments share this
+# run's cache, and repdiff.sd.screening locks an entry while one process computes it, so Chapter 14 (here) waits
+# for the screening that Chapter 13 computes in .venv-colab instead of generating the same images on the other core
 export REPDIFF_CACHE="$PWD/_build/cache"
 mkdir -p _build
 # Timeouts are safety nets for a hung kernel, never benchmarks: a cell may take an hour on a slow machine.
@@ -90,8 +91,7 @@ NBVAL=(-p nbval_record --nbval-record _build/executed --nbval-lax --nbval-curren
 colab_pid=""
 if [ "${#IN_COLAB[@]}" -gt 0 ]; then
   echo "== nbval in .venv-colab ($(.venv-colab/bin/python --version)): ${IN_COLAB[*]} (log: _build/nbval_colab.log)"
-  ( set +e; REPDIFF_CACHE="$PWD/_build/cache-colab" \
-      .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" > _build/nbval_colab.log 2>&1
+  ( set +e; .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" > _build/nbval_colab.log 2>&1
     echo $? > _build/nbval_colab.rc ) &
   colab_pid=$!
 fi

@@ -1,5 +1,8 @@
 """repdiff.sd.screening: per-generation labels and their summary, on synthetic data (no shipped model needed)."""
 
+import contextlib
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -43,3 +46,27 @@ def test_compare_is_detection_metrics():
     c = screening.compare(pos, neg, n_bootstrap=200)
     ref = np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :])
     assert c.auroc == pytest.approx(ref) and c.auroc_lo <= c.auroc <= c.auroc_hi and (c.n_pos, c.n_neg) == (30, 50)
+
+
+def test_cache_lock_makes_a_second_holder_wait(tmp_path):
+    """Two processes (here: threads with their own file handles) sharing $REPDIFF_CACHE compute a screening once:
+    while one holds an entry's lock, another waits. Negative control: a no-op lock lets the second one in at once."""
+    target = tmp_path / "entry.pt"
+
+    def second_holder_entered(lock) -> bool:
+        entered = threading.Event()
+
+        def second():
+            with lock(target):
+                entered.set()
+
+        with lock(target):
+            thread = threading.Thread(target=second)
+            thread.start()
+            blocked = not entered.wait(0.5)
+        thread.join(30)
+        assert entered.is_set(), "the second holder never got the lock after the first released it"
+        return not blocked
+
+    assert not second_holder_entered(screening.cache_lock)
+    assert second_holder_entered(lambda _file: contextlib.nullcontext())

@@ -33,7 +33,7 @@ from repdiff.data.real import load_dataset
 from repdiff.metrics import memorization_fraction
 from repdiff.noise import add_noise, per_sample
 from repdiff.paths import data_path
-from repdiff.sd import tiny_sd
+from repdiff.sd import tiny_sd, tiny_sd_train
 from repdiff.unets.model import build_scheduler, build_unet, generate, load_pipeline
 
 __all__ = ["train_throughput", "bench_train", "bench_tiny_sd", "transition_table", "main"]
@@ -142,7 +142,7 @@ def bench_tiny_sd(*, steps: int = 300, batch_size: int | None = None, compile: b
                   device: str | None = None) -> dict[str, Any]:
     """Steps/s of the tiny SD's U-Net stage: reference (fp32, host sync every step) vs shipped loop (Chapter 12).
 
-    Both run :func:`repdiff.sd.tiny_sd.train` on the shipped recipe with a 10-step VAE stage and one U-Net stage
+    Both run :func:`repdiff.sd.tiny_sd_train.train` on the shipped recipe with a 10-step VAE stage and one U-Net stage
     of ``steps`` steps (at the recipe's batch size unless ``batch_size``); the rate includes warm-up.
     """
     recipe = copy.deepcopy(tiny_sd.DEFAULT_RECIPE)
@@ -154,7 +154,7 @@ def bench_tiny_sd(*, steps: int = 300, batch_size: int | None = None, compile: b
     recipe["train_unet_more"] = []
 
     def rate(**kw) -> float:
-        rec = tiny_sd.train(recipe, device=device, log=lambda s: None, progress=False, **kw)["record"]
+        rec = tiny_sd_train.train(recipe, device=device, log=lambda s: None, progress=False, **kw)["record"]
         return float(rec["runs"][-1]["steps_per_s"][0])
 
     ref = rate(bf16=False, log_every=1)

@@ -18,10 +18,12 @@ bootstrap intervals as a small dataclass (glue it whole with :func:`repdiff.glue
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -102,18 +104,42 @@ def _fingerprint(pipe) -> str:
 _REFERENCE: dict[str, tuple[torch.Tensor, np.ndarray, np.ndarray]] = {}
 
 
+@contextlib.contextmanager
+def cache_lock(file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``file``'s cache entry (``<file>.lock``) while computing or reading it, so that
+    two processes sharing ``$REPDIFF_CACHE`` (the CI's two environments, two notebooks run side by side)
+    compute a screening once: the second waits, then reads the first one's result. Without ``fcntl``
+    (Windows) there is no lock: both compute, and the last write wins (the results are the same)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with open(file.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def training_images(pipe, path: str | Path | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """:func:`reference_set`, kept in memory and on disk (keyed by the model's weights); Chapters 13-14."""
     key = hashlib.sha256(json.dumps([_CACHE_VERSION, _fingerprint(pipe), str(path)]).encode()).hexdigest()[:24]
-    if key not in _REFERENCE:
-        file = cache_dir() / f"reference_{key}.pt"
+    if key in _REFERENCE:
+        return _REFERENCE[key]
+    file = cache_dir() / f"reference_{key}.pt"
+    with cache_lock(file):
         if file.exists():
             d = torch.load(file, weights_only=True)
             _REFERENCE[key] = d["images"], np.asarray(d["kind"]), d["index"].numpy()
         else:
             rec, kind, index = reference_set(pipe, path)
             file.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"images": rec, "kind": kind.tolist(), "index": torch.from_numpy(index)}, file)
+            tmp = file.with_suffix(".tmp")
+            torch.save({"images": rec, "kind": kind.tolist(), "index": torch.from_numpy(index)}, tmp)
+            tmp.replace(file)
             _REFERENCE[key] = rec, kind, index
     return _REFERENCE[key]
 
@@ -192,6 +218,15 @@ def screen(pipe, *, n_planted: int = 64, n_control: int = 48, n_held_out: int = 
     key = hashlib.sha256(json.dumps([_CACHE_VERSION, _fingerprint(pipe), captions, steps, guidance, seed,
                                      keep_step]).encode()).hexdigest()[:24]
     file = cache_dir() / f"{key}.pt"
+    with cache_lock(file) if use_cache else contextlib.nullcontext():
+        return _screen(pipe, file, captions, group, title, steps=steps, guidance=guidance, seed=seed,
+                       keep_step=keep_step, path=path, use_cache=use_cache, progress=progress)
+
+
+def _screen(pipe, file: Path, captions: list[str], group: np.ndarray, title: np.ndarray, *, steps: int,
+            guidance: float, seed: int, keep_step: int | None, path: str | Path | None, use_cache: bool,
+            progress: bool) -> Screening:
+    """:func:`screen` once its cache entry is locked: read it, or generate, label and store."""
     if use_cache and file.exists():
         stored = torch.load(file, weights_only=True)
         return Screening(**{f.name: _restore(f.name, stored[f.name]) for f in fields(Screening)})
