@@ -7,17 +7,17 @@ points = 3
 
 @test_case(points=None, hidden=False)
 def test_q4_matches_course(detector_score, pipe, latent_noise, torch, np):
-    from repdiff.sd import detection
+    from repdiff.sd import detection, pipeline
     from repdiff.grading import answer, assert_close
     size = pipe.vae.config.sample_size
     images = torch.rand((4, 3, size, size), generator=torch.Generator().manual_seed(3)) * 2 - 1
     eps = latent_noise(4, 5)
     got = answer(detector_score, pipe, images, 10, eps, eps)
     right, _ = detection.detector_scores(pipe, images, t=10, seed=5)
-    z = detection.encode_images(pipe, images, generator=torch.Generator().manual_seed(5))
+    z = pipeline.encode_images(pipe, images, generator=torch.Generator().manual_seed(5))
 
     def variant(site, pooling='max', latents=z):
-        h = detection.representations(pipe, latents, [site], t=10, pooling=pooling, seed=5)[site, pooling]
+        h = pipeline.features_at_t(pipe, latents, [site], t=10, pooling=pooling, seed=5)[site, pooling]
         return detection.spikiness(h, 'std')
     site = detection.DETECTION_SITE
     c = pipe.unet.up_blocks[0].resnets[2].conv2.in_channels
