@@ -47,6 +47,18 @@ def linear_map_population_loss(M: ArrayLike, S: ArrayLike, sigma: float) -> floa
     return float(torch.trace(E @ St @ E.T) + sigma**2 * Mt.square().sum())
 
 
+def _kept_and_dropped(S: ArrayLike, p_k: int, sigma: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The eigenvalues of the second moment ``S (d, d)`` kept by a rank-``p_k`` block (the ``p_k`` largest) and
+    the dropped ones, both decreasing, and the checked σ (Chapter 4's test losses)."""
+    St, _ = second_moment(S)
+    p_k = width(p_k, "p_k")
+    sigma = nonneg(sigma, "sigma")
+    s, _ = sorted_eig(St)
+    if p_k > len(s):
+        raise ValueError(f"p_k = {p_k} exceeds the dimension d = {len(s)}")
+    return s[:p_k], s[p_k:], sigma
+
+
 def wiener_block_test_loss(S: ArrayLike, p_k: int, sigma: float) -> float:
     """Exact population loss of the rank-p_k Wiener block U_p diag(s_j/(s_j+σ²)) U_pᵀ on second moment S.
 
@@ -55,13 +67,7 @@ def wiener_block_test_loss(S: ArrayLike, p_k: int, sigma: float) -> float:
     Each kept direction costs its bias s_jσ⁴/(s_j+σ²)² *plus* its noise variance σ²s_j²/(s_j+σ²)²; each
     dropped direction costs its whole energy (Chapter 4).
     """
-    St, _ = second_moment(S)
-    p_k = width(p_k, "p_k")
-    sigma = nonneg(sigma, "sigma")
-    s, _ = sorted_eig(St)
-    if p_k > len(s):
-        raise ValueError(f"p_k = {p_k} exceeds the dimension d = {len(s)}")
-    kept, dropped = s[:p_k], s[p_k:]
+    kept, dropped, sigma = _kept_and_dropped(S, p_k, sigma)
     if sigma == 0:
         return float(dropped.sum())
     return float((sigma**2 * kept / (kept + sigma**2)).sum() + dropped.sum())
@@ -76,13 +82,7 @@ def printed_test_loss_bound(S: ArrayLike, p_k: int, sigma: float) -> float:
     σ² s_j² / (s_j + σ²)², so it *underestimates* :func:`wiener_block_test_loss` (Chapter 4 shows by how
     much). The finite-sample term C_k p_k / (σ² n_k) is not included (its constant is not given).
     """
-    St, _ = second_moment(S)
-    p_k = width(p_k, "p_k")
-    sigma = nonneg(sigma, "sigma")
-    s, _ = sorted_eig(St)
-    if p_k > len(s):
-        raise ValueError(f"p_k = {p_k} exceeds the dimension d = {len(s)}")
-    kept, dropped = s[:p_k], s[p_k:]
+    kept, dropped, sigma = _kept_and_dropped(S, p_k, sigma)
     if sigma == 0:
         return float(dropped.sum())
     return float((kept * sigma**4 / (kept + sigma**2) ** 2).sum() + dropped.sum())
