@@ -173,3 +173,68 @@ def test_every_glued_name_in_the_prose_is_glued_by_the_code(nb_path):
                 for m in re.findall(r'glue_all\(\s*f"([^"]+)"', code)]
     missing = sorted(u for u in used if u not in static and not any(re.fullmatch(d, u) for d in dynamic))
     assert not missing, f"{nb_path.name}: the prose uses glue names that no code cell glues: {missing}"
+
+
+# Names the hidden setup cell defines (stamp_notebooks.SETUP_HEAD): a visible cell may use them only after importing
+# or defining them itself, so a reader of the website never meets a name that appears from nowhere (issue 23).
+SETUP_NAMES = ("importlib", "os", "subprocess", "sys", "REPO_URL", "git", "repdiff")
+MAX_VISIBLE_CELL_LINES = 30
+HIDDEN_TAGS = {"remove-cell", "remove-input", "hide-input", "hide-cell"}
+
+
+def names_from_the_setup_cell(visible_code: str) -> list[str]:
+    """Setup-cell names that ``visible_code`` uses without importing or assigning them."""
+    missing = []
+    for name in SETUP_NAMES:
+        used = re.search(rf"(?<![\w.]){name}\b(?!\s*=[^=])", visible_code)
+        defined = re.search(rf"^\s*(?:import [\w., ]*\b{name}\b|from [\w.]+ import [\w, ]*\b{name}\b|"
+                            rf"import [\w.]+ as {name}\b|{name}\s*=[^=])", visible_code, re.M)
+        if used and not defined:
+            missing.append(name)
+    return missing
+
+
+def long_visible_cells(cells: list[dict]) -> list[tuple[int, int]]:
+    """``(cell index, lines)`` of visible code cells longer than :data:`MAX_VISIBLE_CELL_LINES`."""
+    return [(i, n) for i, c in enumerate(cells) if c["cell_type"] == "code"
+            and not HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))
+            and (n := len("".join(c["source"]).rstrip().splitlines())) > MAX_VISIBLE_CELL_LINES]
+
+
+def test_lesson_checks_catch_a_name_from_nowhere_and_a_long_cell():
+    """Negative controls for the two tests below."""
+    assert names_from_the_setup_cell("x = os.path.join('a', 'b')\n") == ["os"]
+    assert names_from_the_setup_cell("import os\nx = os.path.join('a', 'b')\n") == []
+    assert names_from_the_setup_cell("import repdiff\ndevice = repdiff.setup_notebook(seed=0)\n") == []
+    long = {"cell_type": "code", "metadata": {}, "source": ["x = 1\n"] * 31}
+    assert long_visible_cells([long]) == [(0, 31)]
+    assert long_visible_cells([{**long, "metadata": {"tags": ["hide-input"]}}]) == []
+
+
+@pytest.mark.parametrize("nb_path", TOC_NOTEBOOKS, ids=lambda p: p.name)
+def test_chapters_read_like_lessons(nb_path):
+    """Issue 23: no visible code cell over 30 lines; every name a reader sees is defined in a visible cell."""
+    cells = json.loads(nb_path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    visible = "\n".join("".join(c["source"]) for c in code[1:])
+    assert not names_from_the_setup_cell(visible), \
+        f"{nb_path.name}: visible cells use {names_from_the_setup_cell(visible)} from the hidden setup cell only"
+    assert not long_visible_cells(cells), f"{nb_path.name}: visible cells over 30 lines: {long_visible_cells(cells)}"
+
+
+MAX_MODULE_LINES = 400
+
+
+def long_modules(root: Path) -> list[str]:
+    """Modules under ``root`` longer than :data:`MAX_MODULE_LINES` lines."""
+    return [f"{p.relative_to(root)}: {n}" for p in sorted(root.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+
+
+def test_no_module_over_400_lines(tmp_path):
+    """Issue 23: a module does one job and is small enough to read in one sitting. Negative control: a 401-line
+    module is reported."""
+    (tmp_path / "big.py").write_text("x = 1\n" * 401)
+    (tmp_path / "small.py").write_text("x = 1\n" * 400)
+    assert long_modules(tmp_path) == ["big.py: 401"]
+    assert not long_modules(ROOT / "src" / "repdiff"), long_modules(ROOT / "src" / "repdiff")
