@@ -215,7 +215,7 @@ def test_fit_leakage_rate_recovers_an_exact_law():
 # --- widgets ---------------------------------------------------------------------------------------------
 
 
-def test_draw_phase_map_and_explorer():
+def test_draw_phase_map_and_explorer(monkeypatch):
     ns, ps, sigmas = [4, 8, 16], [4, 8], [0.2, 0.5]
     vals = np.arange(12, dtype=float)
     fig, ax = plt.subplots()
@@ -224,11 +224,14 @@ def test_draw_phase_map_and_explorer():
     with pytest.raises(ValueError, match="shape"):
         widgets.draw_phase_map(ax, np.zeros((2, 2)), ns, ps)
     plt.close(fig)
-    pytest.importorskip("ipywidgets")
-    box = widgets.phase_explorer({"a": vals, "b": -vals}, ns, ps, sigmas)
-    dropdown, slider = box.children[0].children
-    dropdown.value = "b"  # redraws without error
-    slider.value = 1
+    ipywidgets = pytest.importorskip("ipywidgets")
+    live = {}
+    monkeypatch.delenv("REPDIFF_BOOK_BUILD", raising=False)
+    monkeypatch.setattr(ipywidgets, "interact", lambda f, **kw: live.update(draw=f, **kw))
+    monkeypatch.setattr(plt, "show", lambda: None)
+    assert widgets.phase_explorer({"a": vals, "b": -vals}, ns, ps, sigmas) is None
+    assert isinstance(live["sigma_index"], ipywidgets.SelectionSlider)
+    live["draw"](measure="b", sigma_index=1)  # what moving the controls does: redraws without error
     with pytest.raises(ValueError, match="12 cells"):
         widgets.phase_explorer({"a": vals[:5]}, ns, ps, sigmas)
     with pytest.raises(ValueError, match="empty"):
