@@ -82,6 +82,7 @@ def image_grid(
     n = len(arr)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
+    ax_size = min(ax_size, 7.0 / ncols)  # the grid fits the book's ~7 in column
     fig, axes = plt.subplots(nrows, ncols, figsize=(ax_size * ncols, ax_size * nrows + (0.3 if suptitle else 0)))
     axes = np.atleast_1d(axes).ravel()
     lo, hi = value_range
@@ -123,7 +124,7 @@ def plot_steering_sweep(a_values: Sequence[float], attribute: dict[str, np.ndarr
     k = len(a_values)
     if len(copies) != k or any(len(images[g]) != k or np.shape(attribute[g])[0] != k for g in ("gen", "mem")):
         raise ValueError(f"need one entry per strength ({k}) in attribute, copies and images")
-    fig, axes = plt.subplots(1, 3, figsize=(8, 3.2), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    fig, axes = plt.subplots(1, 3, figsize=(7, 3.0), gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for key, col, lab in (("gen", GEN_COLOR, "held-out (generalized)"), ("mem", MEM_COLOR, "planted (memorized)")):
         for ax, y in ((axes[0], np.asarray(attribute[key])), (axes[1], np.asarray(change[key]))):
             ax.errorbar(a_values, y.mean(1), yerr=y.std(1) / np.sqrt(y.shape[1]), color=col, marker="o",
