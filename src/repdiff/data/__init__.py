@@ -4,7 +4,8 @@
 - :mod:`repdiff.data.images`  real images for the DAE chapters: digits offline, CelebA in Colab (Chapter 6)
 - :mod:`repdiff.data.real`  MNIST/CIFAR-10 (checksummed downloads) and JSON dataset specs (Part III)
 - :mod:`repdiff.data.procedural`  offline procedural images (Part III)
-- :mod:`repdiff.data.captioned`  captioned posters with planted duplicates (Part IV)
+- :mod:`repdiff.data.captioned`, :mod:`repdiff.data.scenes`  the captioned mini-LAION with planted posters, and
+  its scenes (Part IV)
 """
 
 from repdiff._lazy import lazy_submodules, submodule_names
