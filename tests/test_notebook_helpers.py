@@ -318,3 +318,25 @@ def test_plot_representations():
     plt.close(fig)
     with pytest.raises(ValueError, match="same, non-empty"):
         repdiff.plotting.plot_representations({"a": np.ones(4)}, {"b": "blue"})
+
+
+def test_explorer_glues_its_static_figure_for_a_numbered_caption(monkeypatch, capsys):
+    """``glue_as``: the book build's static figure is glued (placed by a ``{glue:figure}`` with a caption), not
+    shown with a note. Negative control: a drawing function that never calls ``plt.show()`` is an error."""
+    from repdiff import widgets
+
+    monkeypatch.setenv("REPDIFF_BOOK_BUILD", "1")
+    glued = {}
+    monkeypatch.setattr(widgets, "glue", lambda name, value, display=False: glued.update({name: value}))
+
+    def draw(a: float = 0.5) -> None:
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, a])
+        plt.show()
+
+    widgets.explorer(draw, glue_as="fig_demo", a=(0.0, 1.0))
+    assert list(glued) == ["fig_demo"] and hasattr(glued["fig_demo"], "savefig")
+    assert capsys.readouterr().out == ""  # no note line: the caption says it
+    with pytest.raises(RuntimeError, match="drew no figure"):
+        widgets.explorer(lambda a=0.5: None, glue_as="fig_none", a=(0.0, 1.0))
+    plt.close("all")

@@ -163,6 +163,7 @@ def test_every_glued_name_in_the_prose_is_glued_by_the_code(nb_path):
     used = set(re.findall(r"\{glue(?::\w+)?\}`([A-Za-z_]\w*)", markdown))
     used |= set(re.findall(r"```\{glue:figure\}\s+([A-Za-z_]\w*)", markdown))
     static = set(re.findall(r'glue\(\s*"([A-Za-z_]\w*)"', code))
+    static |= set(re.findall(r'glue_as="([A-Za-z_]\w*)"', code))  # explorers glue their static figure
     if "glue_run_time()" in code:  # repdiff.glue_run_time() glues run_seconds
         static.add("run_seconds")
     dynamic = [re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(m)) for m in re.findall(r'glue\(\s*f"([^"]+)"', code)]
@@ -238,3 +239,34 @@ def test_no_module_over_400_lines(tmp_path):
     (tmp_path / "small.py").write_text("x = 1\n" * 400)
     assert long_modules(tmp_path) == ["big.py: 401"]
     assert not long_modules(ROOT / "src" / "repdiff"), long_modules(ROOT / "src" / "repdiff")
+
+
+BOOKKEEPING_CALL = re.compile(r"\b(?:glue|glue_all|check|check_range|check_\w+)\(")
+
+
+def bookkeeping_heavy_cells(cells: list[dict]) -> list[tuple[int, int, int]]:
+    """``(index, bookkeeping lines, lines)`` of visible code cells in which glue/check calls are more than a third
+    of the non-blank, non-comment lines (issue 25: bookkeeping out of the reader's way)."""
+    out = []
+    for i, c in enumerate(cells):
+        if c["cell_type"] != "code" or HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", [])):
+            continue
+        lines = [ln for ln in "".join(c["source"]).splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        n = sum(bool(BOOKKEEPING_CALL.search(ln)) for ln in lines)
+        if lines and 3 * n > len(lines):
+            out.append((i, n, len(lines)))
+    return out
+
+
+def test_bookkeeping_check_catches_a_wall_of_glue():
+    """Negative control: a visible cell of two computations and two glue calls is flagged; hidden, it is not."""
+    cell = {"cell_type": "code", "metadata": {}, "source": ["a = 1\n", "b = 2\n", 'glue("a", a)\n', 'glue("b", b)\n']}
+    assert bookkeeping_heavy_cells([cell]) == [(0, 2, 4)]
+    assert bookkeeping_heavy_cells([{**cell, "metadata": {"tags": ["remove-input"]}}]) == []
+
+
+@pytest.mark.parametrize("nb_path", TOC_NOTEBOOKS, ids=lambda p: p.name)
+def test_visible_cells_are_not_bookkeeping(nb_path):
+    cells = json.loads(nb_path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert not bookkeeping_heavy_cells(code[1:]), f"{nb_path.name}: {bookkeeping_heavy_cells(code[1:])}"

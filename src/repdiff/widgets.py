@@ -25,9 +25,12 @@ import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from unittest import mock
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from repdiff.notebook import glue
 
 __all__ = ["book_build", "draw_phase_map", "explorer", "phase_explorer", "static_value"]
 
@@ -120,7 +123,8 @@ def _live_control(name: str, control: Any, default: Any, label: str | None) -> A
     return kind(value=value, min=control[0], max=control[1], step=step, description=label)
 
 
-def explorer(draw: Callable[..., Any], *, labels: Mapping[str, str] | None = None, **controls: Any) -> None:
+def explorer(draw: Callable[..., Any], *, labels: Mapping[str, str] | None = None, glue_as: str | None = None,
+             **controls: Any) -> None:
     """Show ``draw`` with live controls in Jupyter/Colab, and as one static figure in the book (Chapters 1, 7).
 
     Use it as ``ipywidgets.interact``: ``draw`` makes a figure and calls ``plt.show()``; each keyword is a
@@ -131,6 +135,9 @@ def explorer(draw: Callable[..., Any], *, labels: Mapping[str, str] | None = Non
     Args:
         draw: the drawing function. labels: optional display names of the arguments (the slider's
             description, and the note under the static figure).
+        glue_as: in the book build, glue the static figure under this name instead of showing it, so the
+            chapter places it with a numbered caption (``{glue:figure}``); the note line is then not printed
+            (the caption says the controls are live in Jupyter/Colab).
         controls: one per argument of ``draw`` that the reader may move.
 
     Returns nothing (so a call on a cell's last line adds no ``<function ...>`` output).
@@ -143,8 +150,16 @@ def explorer(draw: Callable[..., Any], *, labels: Mapping[str, str] | None = Non
     defaults = {k: params[k].default for k in controls}
     if book_build():
         values = {k: static_value(c, defaults[k]) for k, c in controls.items()}
-        draw(**values)
-        _show_note(_note(controls, values, labels))
+        if glue_as is None:
+            draw(**values)
+            _show_note(_note(controls, values, labels))
+            return
+        drawn: list[Any] = []
+        with mock.patch.object(plt, "show", lambda *a, **k: drawn.append(plt.gcf())):
+            draw(**values)
+        if not drawn:
+            raise RuntimeError(f"{getattr(draw, '__name__', 'draw')} drew no figure (it must call plt.show())")
+        glue(glue_as, drawn[-1], display=False)
         return
     widgets = _ipywidgets()
     live = {k: _live_control(k, c, defaults[k], labels.get(k)) for k, c in controls.items()}
@@ -205,6 +220,7 @@ def phase_explorer(
     sigmas: Sequence[float],
     *,
     labels: Mapping[str, str] | None = None,
+    glue_as: str | None = None,
 ) -> None:
     """Explore the phase diagram: pick a measure and a noise level (Chapter 5).
 
@@ -216,6 +232,7 @@ def phase_explorer(
             ``np.meshgrid(ns, ps, sigmas, indexing="ij")`` (what :func:`repdiff.dae.phase.phase_metrics` returns
             for a grid built that way).
         ns, ps, sigmas: the grid's axes. labels: optional display names of the measures.
+        glue_as: glue the book build's static figure under this name (:func:`explorer`).
     """
     if not measures:
         raise ValueError("measures is empty: pass at least one name -> values")
@@ -232,7 +249,7 @@ def phase_explorer(
         fig.colorbar(im, ax=ax)
         plt.show()
 
-    explorer(draw, labels={"measure": "measure", "sigma_index": "σ"},
+    explorer(draw, labels={"measure": "measure", "sigma_index": "σ"}, glue_as=glue_as,
              measure=[(names.get(k, k), k) for k in grids],
              sigma_index=_sigma_control(sigmas))
 
