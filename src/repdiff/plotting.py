@@ -109,7 +109,8 @@ def show_images(images: np.ndarray | torch.Tensor, **kwargs) -> plt.Figure:
 def plot_steering_sweep(a_values: Sequence[float], attribute: dict[str, np.ndarray], change: dict[str, np.ndarray],
                         copies: Sequence[int], images: dict[str, Sequence[torch.Tensor]], *,
                         attribute_label: str, n_examples: int = 3) -> plt.Figure:
-    """Chapter 14's steering figure: attribute and RMS change against ``a``, and example images.
+    """Chapter 14's steering figure: attribute (top left) and RMS change (top right) against ``a``, and example
+    images across the bottom.
 
     Args:
         a_values: ``K`` strengths.
@@ -124,7 +125,9 @@ def plot_steering_sweep(a_values: Sequence[float], attribute: dict[str, np.ndarr
     k = len(a_values)
     if len(copies) != k or any(len(images[g]) != k or np.shape(attribute[g])[0] != k for g in ("gen", "mem")):
         raise ValueError(f"need one entry per strength ({k}) in attribute, copies and images")
-    fig, axes = plt.subplots(1, 3, figsize=(7, 3.0), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    fig = plt.figure(figsize=(7, 6.2))  # the two curves on top, the example images across the bottom
+    grid_spec = fig.add_gridspec(2, 2, height_ratios=[1, 1.15])
+    axes = [fig.add_subplot(grid_spec[0, 0]), fig.add_subplot(grid_spec[0, 1]), fig.add_subplot(grid_spec[1, :])]
     for key, col, lab in (("gen", GEN_COLOR, "held-out (generalized)"), ("mem", MEM_COLOR, "planted (memorized)")):
         for ax, y in ((axes[0], np.asarray(attribute[key])), (axes[1], np.asarray(change[key]))):
             ax.errorbar(a_values, y.mean(1), yerr=y.std(1) / np.sqrt(y.shape[1]), color=col, marker="o",
