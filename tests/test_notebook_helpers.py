@@ -340,3 +340,31 @@ def test_explorer_glues_its_static_figure_for_a_numbered_caption(monkeypatch, ca
     with pytest.raises(RuntimeError, match="drew no figure"):
         widgets.explorer(lambda a=0.5: None, glue_as="fig_none", a=(0.0, 1.0))
     plt.close("all")
+
+
+def test_default_threads_follows_the_course_policy(monkeypatch):
+    """One thread on a 2-core machine, up to 4 on larger ones, OMP_NUM_THREADS first. Negative control: a
+    policy that always took every core would give 8 on the 8-core machine."""
+    from repdiff import notebook
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for cores, want in ((1, 1), (2, 1), (3, 3), (8, 4)):
+        monkeypatch.setattr(notebook.os, "sched_getaffinity", lambda _pid, c=cores: set(range(c)), raising=False)
+        assert notebook.default_threads() == want, cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert notebook.default_threads() == 3
+
+
+def test_glue_run_time_measures_from_setup_notebook(monkeypatch):
+    """The run time glued into a chapter's header starts at setup_notebook. Negative control: before any
+    setup_notebook there is no clock, and asking is an error rather than a made-up time."""
+    from repdiff import notebook
+
+    monkeypatch.setattr(notebook, "_STARTED", None)
+    with pytest.raises(RuntimeError, match="setup_notebook"):
+        notebook.glue_run_time()
+    glued = {}
+    monkeypatch.setattr(notebook, "glue", lambda name, value: glued.update({name: value}))
+    monkeypatch.setattr(notebook, "_STARTED", notebook.time.perf_counter() - 5.0)  # "setup ran 5 s ago"
+    seconds = notebook.glue_run_time()
+    assert set(glued) == {"run_seconds"} and glued["run_seconds"] == seconds and seconds >= 5.0

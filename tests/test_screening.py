@@ -53,7 +53,8 @@ def test_cache_lock_makes_a_second_holder_wait(tmp_path):
     while one holds an entry's lock, another waits. Negative control: a no-op lock lets the second one in at once."""
     target = tmp_path / "entry.pt"
 
-    def second_holder_entered(lock) -> bool:
+    def second_holder_waits(lock) -> bool:
+        """Hold ``lock`` while a second thread asks for it; True if the second got in only after the release."""
         entered = threading.Event()
 
         def second():
@@ -63,10 +64,12 @@ def test_cache_lock_makes_a_second_holder_wait(tmp_path):
         with lock(target):
             thread = threading.Thread(target=second)
             thread.start()
-            blocked = not entered.wait(0.5)
-        thread.join(30)
+            # a working lock keeps the second out however long we wait; a broken one lets it in at once (the
+            # wait ends as soon as it does, so a busy machine only makes this slower, never wrong)
+            waited = not entered.wait(0.5 if lock is screening.cache_lock else 60)
+        thread.join(60)
         assert entered.is_set(), "the second holder never got the lock after the first released it"
-        return not blocked
+        return waited
 
-    assert not second_holder_entered(screening.cache_lock)
-    assert second_holder_entered(lambda _file: contextlib.nullcontext())
+    assert second_holder_waits(screening.cache_lock)
+    assert not second_holder_waits(lambda _file: contextlib.nullcontext())

@@ -22,115 +22,34 @@ Conventions: rows are samples, ``X`` has shape ``(n, d)``, weights ``(d, p)``; f
 arrays or torch tensors and return the same kind.
 """
 
-from repdiff.dae.denoising_checks import (
-    check_dsm_minimiser,
-    check_linear_dae_fit,
-    check_linear_dae_minimum,
-    check_monte_carlo,
-    check_no_lower_loss,
-    check_not_affine,
-    check_tweedie,
+from repdiff.dae import (
+    denoising_checks,
+    generalization_checks,
+    linear_solutions,
+    memorization_checks,
+    optimal_denoiser,
+    population_limits,
+    relu_losses,
+    relu_solutions,
 )
-from repdiff.dae.generalization_checks import (
-    check_blocks,
-    check_convergence_rates,
-    check_mode_maps,
-    check_printed_bound_low,
-    check_residual_grows,
-    check_same_blocks,
-    check_test_loss,
-    check_train_test_agree,
-)
-from repdiff.dae.linear_solutions import (
-    linear_dae_loss,
-    linear_dae_min_loss,
-    linear_dae_solution,
-    shrinkage_factors,
-)
-from repdiff.dae.memorization_checks import (
-    check_all_memorize,
-    check_local_minimum,
-    check_memorizer,
-    check_separable,
-    memorization_errors,
-    storage_shares,
-)
-from repdiff.dae.optimal_denoiser import (
-    empirical_denoiser,
-    empirical_log_density,
-    linearity_defect,
-    posterior_mean_monte_carlo,
-    tweedie_denoiser,
-    wiener_denoiser,
-)
-from repdiff.dae.population_limits import (
-    block_residual,
-    limit_block,
-    linear_map_population_loss,
-    printed_test_loss_bound,
-    subspace_angles_deg,
-    wiener_block_test_loss,
-)
-from repdiff.dae.relu_losses import (
-    gated_loss_hessian,
-    memorization_loss,
-    relu_dae_loss_gated,
-    relu_dae_loss_mc,
-)
-from repdiff.dae.relu_solutions import (
-    cluster_block,
-    generalization_solution,
-    memorization_solution,
-)
+from repdiff.dae.denoising_checks import *  # noqa: F403 - the facade re-exports each module's __all__
+from repdiff.dae.generalization_checks import *  # noqa: F403
+from repdiff.dae.linear_solutions import *  # noqa: F403
+from repdiff.dae.memorization_checks import *  # noqa: F403
+from repdiff.dae.optimal_denoiser import *  # noqa: F403
+from repdiff.dae.population_limits import *  # noqa: F403
+from repdiff.dae.relu_losses import *  # noqa: F403
+from repdiff.dae.relu_solutions import *  # noqa: F403
 
+# every public name of the modules above, in the order of the docstring's list (each module's __all__ is the
+# one list of what it offers)
 __all__ = [
-    # Chapter 1: optimal denoisers
-    "empirical_denoiser",
-    "empirical_log_density",
-    "wiener_denoiser",
-    "tweedie_denoiser",
-    "posterior_mean_monte_carlo",
-    "linearity_defect",
-    # Chapter 2: the linear DAE
-    "shrinkage_factors",
-    "linear_dae_solution",
-    "linear_dae_loss",
-    "linear_dae_min_loss",
-    # Chapters 3-5: closed-form minimisers of the ReLU DAE and its loss
-    "cluster_block",
-    "memorization_solution",
-    "generalization_solution",
-    "relu_dae_loss_mc",
-    "relu_dae_loss_gated",
-    "memorization_loss",
-    "gated_loss_hessian",
-    # Chapter 4: population limits and test losses
-    "linear_map_population_loss",
-    "wiener_block_test_loss",
-    "printed_test_loss_bound",
-    "limit_block",
-    "block_residual",
-    "subspace_angles_deg",
-    # the checks of Chapters 1-4
-    "check_tweedie",
-    "check_dsm_minimiser",
-    "check_not_affine",
-    "check_monte_carlo",
-    "check_linear_dae_minimum",
-    "check_linear_dae_fit",
-    "check_no_lower_loss",
-    "check_separable",
-    "check_local_minimum",
-    "storage_shares",
-    "check_memorizer",
-    "memorization_errors",
-    "check_all_memorize",
-    "check_blocks",
-    "check_mode_maps",
-    "check_test_loss",
-    "check_printed_bound_low",
-    "check_train_test_agree",
-    "check_convergence_rates",
-    "check_same_blocks",
-    "check_residual_grows",
+    *optimal_denoiser.__all__,
+    *linear_solutions.__all__,
+    *relu_solutions.__all__,
+    *relu_losses.__all__,
+    *population_limits.__all__,
+    *denoising_checks.__all__,
+    *memorization_checks.__all__,
+    *generalization_checks.__all__,
 ]

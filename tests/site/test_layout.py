@@ -8,17 +8,13 @@ Run after ``scripts/build_book.sh``; skipped without a built site or Chromium un
 
 from __future__ import annotations
 
-import functools
 import html
-import http.server
 import json
 import re
-import tempfile
-import threading
 from pathlib import Path
 
 import pytest
-from test_site import CHROMIUM, ROOT, SITE, _missing, _QuietHandler, _serve, render, toc_pages
+from test_site import CHROMIUM, ROOT, SITE, _missing, _serve, _serve_with_page, render, toc_pages
 
 SCREENSHOT_PAGES = ["intro", "chapters/part1/03_memorization", "chapters/part1/05_hybrid_phase",
                     "chapters/part4/14_steering"]
@@ -59,19 +55,9 @@ def sideways_scroll(site: Path, pages: list[str]) -> dict[str, list[str]]:
         _missing("Chromium is not installed (apt-get install chromium)")
     frames = "\n".join(f'<iframe data-page="{p}" src="/{p}" width="{WIDTH}" height="900"></iframe>' for p in pages)
     harness = f"<!doctype html><html><body>{frames}<script>{_MEASURE}</script></body></html>"
-    tmp = tempfile.TemporaryDirectory()
-    (Path(tmp.name) / "_layout_harness.html").write_text(harness)
-
-    class Handler(_QuietHandler):
-        def translate_path(self, path):
-            if path.split("?")[0].lstrip("/") == "_layout_harness.html":
-                return str(Path(tmp.name) / "_layout_harness.html")
-            return super().translate_path(path)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url, tmp = _serve_with_page(site, "_layout_harness.html", harness)
     try:
-        dom = render(f"http://127.0.0.1:{server.server_address[1]}/_layout_harness.html", budget_ms=60000)
+        dom = render(f"{url}/_layout_harness.html", budget_ms=60000)
     finally:
         server.shutdown()
         tmp.cleanup()

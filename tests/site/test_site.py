@@ -242,26 +242,28 @@ def _read_netlog(path: Path) -> dict:
         return json.loads(text.rstrip().rstrip(",") + "]}")
 
 
-def _harness(directory: Path, pages: list[str]) -> None:
-    frames = "\n".join(f'<iframe src="/{p}" width="800" height="600"></iframe>' for p in pages)
-    (directory / "_netcheck_harness.html").write_text(f"<!doctype html><html><body>{frames}</body></html>")
-
-
-def _serve_with_harness(site: Path, pages: list[str]):
-    """Serve ``site`` read-only with the harness page next to it (the harness lives in a temporary copy of
-    nothing but itself: requests for anything else are answered from ``site``)."""
+def _serve_with_page(site: Path, name: str, page: str):
+    """Serve ``site`` read-only with one extra page ``name`` (HTML text ``page``) next to it; the extra page lives
+    in a temporary folder of its own, every other request is answered from ``site``.
+    Returns ``(server, base URL, temporary folder)``: shut the server down and clean the folder up after use."""
     tmp = tempfile.TemporaryDirectory()
-    _harness(Path(tmp.name), pages)
+    (Path(tmp.name) / name).write_text(page)
 
     class Handler(_QuietHandler):
         def translate_path(self, path):
-            if path.split("?")[0].lstrip("/") == "_netcheck_harness.html":
-                return str(Path(tmp.name) / "_netcheck_harness.html")
+            if path.split("?")[0].lstrip("/") == name:
+                return str(Path(tmp.name) / name)
             return super().translate_path(path)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}", tmp
+
+
+def _serve_with_harness(site: Path, pages: list[str]):
+    """:func:`_serve_with_page` with the network-check harness: one frame per page of ``pages``."""
+    frames = "\n".join(f'<iframe src="/{p}" width="800" height="600"></iframe>' for p in pages)
+    return _serve_with_page(site, "_netcheck_harness.html", f"<!doctype html><html><body>{frames}</body></html>")
 
 
 def _planted_site(tmp_path: Path) -> Path:
