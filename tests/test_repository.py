@@ -83,8 +83,19 @@ def test_explorers_go_through_repdiff_widgets(nb_path):
     draws a static figure in the book build; ``ipywidgets.interact`` would leave a dead control there."""
     nb = json.loads(nb_path.read_text())
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    direct = re.findall(r"^.*\b(?:interact|interactive|interact_manual)\(.*$", code, re.M)
+    direct = direct_widget_calls(code)
     assert not direct, f"{nb_path.name}: use repdiff.widgets.explorer(...) instead of: {direct}"
+
+
+def direct_widget_calls(code: str) -> list[str]:
+    """Lines that build an ipywidgets explorer directly (a dead control on the website)."""
+    return re.findall(r"^.*\b(?:interact|interactive|interact_manual)\(.*$", code, re.M)
+
+
+def test_widget_check_catches_a_direct_interact():
+    """Negative control: ``widgets.interact(...)`` is flagged, ``explorer(...)`` is not."""
+    assert direct_widget_calls("widgets.interact(draw, s=(0, 1))\n") == ["widgets.interact(draw, s=(0, 1))"]
+    assert direct_widget_calls("explorer(draw, s=(0, 1))\n") == []
 
 
 # a result of the paper, named in a sphinx-proof title: "Corollary 3.2", "Cor. 3.4", "Theorem 3.1", "Eq. 11"
@@ -270,3 +281,18 @@ def test_visible_cells_are_not_bookkeeping(nb_path):
     cells = json.loads(nb_path.read_text())["cells"]
     code = [c for c in cells if c["cell_type"] == "code"]
     assert not bookkeeping_heavy_cells(code[1:]), f"{nb_path.name}: {bookkeeping_heavy_cells(code[1:])}"
+
+
+def test_stamp_rejects_a_chapter_setup_cell_that_does_more_than_prepare_colab():
+    """Negative control for ``stamp_notebooks --check``: a chapter's setup cell that defines ``device`` after
+    ``import repdiff`` (a name the reader would never see) is reported; the bare head is not."""
+    head = stamp_notebooks.SETUP_HEAD.format(repo="https://example.invalid/repo")
+
+    def problems_of(source: str) -> list[str]:
+        cells = [{"cell_type": "code", "metadata": {}, "source": source.splitlines(keepends=True)}]
+        found: list[str] = []
+        stamp_notebooks._stamp_setup(cells, "https://example.invalid/repo", found, chapter=True)
+        return found
+
+    assert problems_of(head) == []
+    assert len(problems_of(head + "device = repdiff.setup_notebook(seed=0)\n")) == 1
