@@ -54,7 +54,8 @@ if pins_match; then
   echo "== $VENV already has Colab's versions: reusing it"
 else
   echo "== installing Colab's versions ($PINS) and the test tools into $VENV"
-  quiet_pip install -q -r "$PINS" "${TOOLS[@]}"
+  # --no-compile: modules are compiled when first imported (Colab's own packages are there already)
+  quiet_pip install -q --no-compile -r "$PINS" "${TOOLS[@]}"
   pins_match
 fi
 

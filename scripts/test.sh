@@ -14,6 +14,13 @@ start=$(date +%s) last=$(date +%s)
 took() {  # how long the step just finished took (reported, never judged)
   local now; now=$(date +%s); echo "== $1 took $(( now - last )) s"; last=$now
 }
+# the two environments are built side by side (pip is mostly one core each); .venv-colab's log is shown after
+colab_env_pid=""
+if [ -f scripts/colab_env.sh ]; then
+  mkdir -p _build
+  ( set +e; bash scripts/colab_env.sh > _build/colab_env.log 2>&1; echo $? > _build/colab_env.rc ) &
+  colab_env_pid=$!
+fi
 bash scripts/setup.sh
 if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing Chromium (Debian package) for the browser check"
@@ -31,10 +38,11 @@ COLAB_CHAPTERS="chapters/part1/01_denoising.ipynb chapters/part1/05_hybrid_phase
 COLAB=0
 if [ -f scripts/colab_env.sh ]; then
   echo "== .venv-colab: Google Colab's package versions, the course installed as Colab's setup cell does"
-  bash scripts/colab_env.sh || {
+  wait "$colab_env_pid" || true
+  cat _build/colab_env.log
+  [ "$(cat _build/colab_env.rc 2>/dev/null || echo 1)" = 0 ] || {
     echo "== FAILED: scripts/colab_env.sh (installing the course changed a Colab package, or .venv-colab" \
          "could not be built; see above)" >&2; exit 1; }
-  mkdir -p _build
   # nbval and what the recorder needs, where colab_env.sh did not install them; no Colab package may move
   .venv-colab/bin/python -m pip freeze --all | sort > _build/colab_freeze_before.txt
   missing=$(.venv-colab/bin/python -c "
@@ -113,6 +121,8 @@ echo "== website, from the notebooks nbval executed"
 SKIP_SETUP=1 bash scripts/build_book.sh --executed _build/executed
 took "the website"
 echo "== browser check of the website"
-REPDIFF_REQUIRE_SITE=1 .venv/bin/python -m pytest -p no:cacheprovider tests/site
+# the two test modules (every page in Chromium; the layout harness and screenshots) side by side
+REPDIFF_REQUIRE_SITE=1 .venv/bin/python -m pytest -p no:cacheprovider -n "$(( NCORES < 2 ? NCORES : 2 ))" \
+  --dist loadscope tests/site
 took "the browser check"
 echo "== all checks passed in $(( $(date +%s) - start )) s; notebook times: _build/notebook_times.json"

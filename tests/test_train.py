@@ -89,7 +89,6 @@ def test_shipped_sweep_shows_the_transition():
     root = data_path("unet_sweep", must_exist=False)
     if not (root / "n00004" / "model_index.json").is_file():
         pytest.skip("no shipped checkpoints")
-    torch.set_num_threads(2)
     tmp = {}
     for name in ("n00004", "n08192"):
         (row,) = transition_table(root, n=64, steps=50, only=[name])
