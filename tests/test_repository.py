@@ -234,6 +234,44 @@ def test_chapters_read_like_lessons(nb_path):
     assert not long_visible_cells(cells), f"{nb_path.name}: visible cells over 30 lines: {long_visible_cells(cells)}"
 
 
+# The site's code column at 1280 px holds about 97 characters of 12 px code (_ext/css/repdiff.css: narrower
+# contents sidebar, 0.75rem code, `pre-wrap`); a longer line wraps there and the reader sees a broken line.
+MAX_VISIBLE_LINE_CHARS = 97
+
+
+def long_visible_lines(nb: dict) -> list[tuple[int, int]]:
+    """``(cell index, length)`` of each line over :data:`MAX_VISIBLE_LINE_CHARS` in a visible code cell of ``nb``.
+
+    Visible: a code cell with none of :data:`HIDDEN_TAGS` (a hidden or collapsed input is not read on the page).
+    """
+    return [(i, len(line)) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+            and not HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))
+            for line in "".join(c["source"]).splitlines() if len(line) > MAX_VISIBLE_LINE_CHARS]
+
+
+def test_line_length_check_catches_a_98_character_visible_line():
+    """Negative control for the test below: 98 characters in a visible cell is reported; the same line in a
+    ``hide-input`` cell or a markdown cell is not, and 97 characters is allowed."""
+    line = "x = " + "1" * 94
+    assert len(line) == 98
+    visible = {"cell_type": "code", "metadata": {}, "source": ["y = 0\n", line]}
+    hidden = {**visible, "metadata": {"tags": ["hide-input"]}}
+    markdown = {"cell_type": "markdown", "metadata": {}, "source": [line]}
+    assert long_visible_lines({"cells": [markdown, hidden, visible]}) == [(2, 98)]
+    assert long_visible_lines({"cells": [markdown, hidden]}) == []
+    assert long_visible_lines({"cells": [{**visible, "source": [line[:-1]]}]}) == []
+
+
+@pytest.mark.parametrize("nb_path", TOC_NOTEBOOKS, ids=lambda p: p.name)
+def test_visible_code_lines_fit_the_site_column(nb_path):
+    """Issue 25: no visible code line over 97 characters, the width of the site's code column at 1280 px
+    (_ext/css/repdiff.css); a longer line wraps on the page. Re-wrap it (hanging indent inside the brackets, a
+    long trailing comment on its own line above) or hide the cell."""
+    long = long_visible_lines(json.loads(nb_path.read_text()))
+    assert not long, (f"{nb_path.relative_to(ROOT)}: visible code lines over {MAX_VISIBLE_LINE_CHARS} characters "
+                      f"(cell index, length): {long}")
+
+
 MAX_MODULE_LINES = 400
 
 
