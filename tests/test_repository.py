@@ -234,8 +234,9 @@ def test_chapters_read_like_lessons(nb_path):
     assert not long_visible_cells(cells), f"{nb_path.name}: visible cells over 30 lines: {long_visible_cells(cells)}"
 
 
-# The site's code column at 1280 px holds about 97 characters of 12 px code (_ext/css/repdiff.css: narrower
-# contents sidebar, 0.75rem code, `pre-wrap`); a longer line wraps there and the reader sees a broken line.
+# The site's code column at 1280 px holds 97 characters of 12 px code (_ext/css/repdiff.css: narrower contents
+# sidebar, 0.75rem code, `pre-wrap`); measured in headless Chromium on a built chapter page: a code cell's <pre>
+# of 97 characters is one line high, 98 characters wrap to two. A wrapped line reads as a broken one.
 MAX_VISIBLE_LINE_CHARS = 97
 
 
