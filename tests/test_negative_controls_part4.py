@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_random_sd_pipeline
 
 import repdiff
-from repdiff.sd import detection, pipeline, random_sd14, screening, steering
+from repdiff.sd import detection, pipeline, random_sd14, retention, screening, steering
 
 pytestmark = pytest.mark.negative_control
 
@@ -75,45 +75,7 @@ def test_ch12_copy_share_check_rejects_held_out_labels():
         repdiff.check_range("share of held-out generations that copy a training image", planted.mean(), high=0.02)
 
 
-def test_ch14_steering_result_rejects_equal_groups():
-    """Chapter 14's checks (held-out slope above the copies' interval) fail when the copies move like the
-    held-out samples (no resistance): the wrong answer of a model that memorizes nothing."""
-    rng = np.random.default_rng(0)
-    a = [0.0, 1.0, 2.0, 4.0]
-    held = np.outer(a, np.ones(40)) * 0.05 + rng.normal(0, 0.01, (4, 40))
-    same = np.outer(a, np.ones(40)) * 0.05 + rng.normal(0, 0.01, (4, 40))
-    r = steering.steering_result(a, held, same, np.ones((4, 40), bool))
-    assert not r.separated and 0.5 < r.ratio < 2
-    with pytest.raises(repdiff.CheckFailed):
-        repdiff.check_range("held-out slope's lower bound minus the copies' upper bound", r.heldout_lo - r.copies_hi,
-                            low=0.0)
 
-
-def test_ch14_copies_kept_rejects_copies_that_all_break():
-    """The share of copies kept is 0 when every copy stops being a copy at the first strength."""
-    a = [0.0, 1.0, 2.0]
-    held = np.outer(a, np.ones(40)) * 0.1 + np.random.default_rng(0).normal(0, 0.01, (3, 40))
-    still = np.zeros((3, 40), bool)
-    still[0] = True
-    r = steering.steering_result(a, held, np.zeros((3, 40)), still)
-    assert r.a_change == 1.0 and r.copies_kept == 0.0
-    with pytest.raises(repdiff.CheckFailed):
-        repdiff.check_range("share of copies still copies where the held-out samples change", r.copies_kept, low=0.5)
-
-
-def test_ch14_zero_strength_moves_nothing(pipe):
-    """Chapter 14's check "held-out samples: lower 95 % bound of the mean brightness slope >= 1e-3" rejects a
-    sweep in which steering did nothing (the hook with a = 0 at every strength): all slopes are 0."""
-    v = {"up_blocks.1.resnets.0": torch.ones(pipe.unet.config.block_out_channels[-2])}
-    base = pipeline.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
-    with steering.steer(pipe.unet, v, 0.0, start=0, stop=3):
-        same = pipeline.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
-    torch.testing.assert_close(base, same)
-    bright = np.stack([steering.brightness(base), steering.brightness(same)])
-    r = steering.steering_result([0.0, 0.5], bright, bright, np.ones((2, 3), bool))
-    with pytest.raises(repdiff.CheckFailed):
-        repdiff.check_range("held-out samples: lower 95 % bound of the mean brightness slope", r.heldout_lo,
-                            low=1e-3)
 
 
 def test_ch14_copies_at_zero_check_rejects_a_lost_copy():
@@ -184,15 +146,120 @@ def test_ch12_median_ratio_check_rejects_equal_groups():
                             float(np.median(a) - np.median(b)), high=-0.1)
 
 
+A_CH14 = [0.0, 0.2, 0.3, 0.5]
+
+
+def _sweep(held_slopes, copies_slopes, *, kept=1.0, seed=0):
+    """A synthetic Chapter 14 sweep: attribute = slope · a + noise per prompt, and the copies' flags."""
+    rng = np.random.default_rng(seed)
+    a = np.asarray(A_CH14)
+    held = np.outer(a, held_slopes) + rng.normal(0, 1e-4, (len(a), len(held_slopes)))
+    cop = np.outer(a, copies_slopes) + rng.normal(0, 1e-4, (len(a), len(copies_slopes)))
+    still = np.ones(cop.shape, bool)
+    still[1:, int(round(kept * cop.shape[1])):] = False
+    return steering.steering_result(A_CH14, held, cop, still)
+
+
+def _measured_like(seed=0):
+    """Slopes like the ones Chapter 14 measured: held-out around 0 (interval contains 0), copies slightly up."""
+    z = np.random.default_rng(seed).normal(size=(2, 40))
+    z = (z - z.mean(1, keepdims=True)) / z.std(1, keepdims=True)  # the measured means and spreads, exactly
+    return 0.0017 + 0.006 * z[0], 0.0039 + 0.004 * z[1]
+
+
+def _changes(held=0.06, copies=0.027, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.abs(rng.normal(held, 0.02, 40)), np.abs(rng.normal(copies, 0.01, 40))
+
+
+def test_ch14_sweep_claims_pass_on_the_measured_pattern():
+    """The right answer passes: the measured pattern (the negative controls below change one part of it)."""
+    steering.check_sweep_claims(_sweep(*_measured_like()), *_changes())
+
+
 def test_ch14_overlap_check_rejects_a_separating_sweep():
-    """Chapter 14's check "the slope intervals overlap" fails for a sweep that shows the paper's contrast
-    (held-out samples move, copies do not)."""
+    """"The slope intervals overlap" fails for a sweep with the paper's contrast (held-out samples move,
+    copies do not)."""
     rng = np.random.default_rng(0)
-    a = [0.0, 0.2, 0.3, 0.5]
-    held = np.outer(a, rng.uniform(0.2, 0.4, 40)) + rng.normal(0, 0.01, (4, 40))
-    cop = rng.normal(0, 0.01, (4, 40))
-    r = steering.steering_result(a, held, cop, np.ones((4, 40), bool))
-    assert r.separated and r.moved
-    with pytest.raises(repdiff.CheckFailed):
-        repdiff.check_range("copies' upper 95 % bound minus held-out lower bound (the slope intervals overlap)",
-                            r.copies_hi - r.heldout_lo, low=0.0)
+    r = _sweep(rng.uniform(0.2, 0.4, 40), rng.normal(0, 1e-3, 40))
+    assert r.separated
+    with pytest.raises(repdiff.CheckFailed, match="slope intervals overlap"):
+        steering.check_sweep_claims(r, *_changes())
+
+
+def test_ch14_heldout_zero_check_rejects_held_out_samples_that_move():
+    """"The held-out slope's interval contains 0" fails when the held-out samples brighten like the copies
+    (intervals still overlap)."""
+    _, cop = _measured_like()
+    r = _sweep(cop + 0.0005, cop)
+    assert not r.separated and r.heldout_lo > 0
+    with pytest.raises(repdiff.CheckFailed, match="held-out slope: lower 95 % bound"):
+        steering.check_sweep_claims(r, *_changes())
+
+
+def test_ch14_copies_slope_check_rejects_a_sweep_that_changes_nothing(pipe):
+    """"The copies' slope interval excludes 0" fails for a sweep in which steering did nothing (the hook with
+    a = 0 at every strength): every slope is 0."""
+    v = {"up_blocks.1.resnets.0": torch.ones(pipe.unet.config.block_out_channels[-2])}
+    base = pipeline.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
+    with steering.steer(pipe.unet, v, 0.0, start=0, stop=3):
+        same = pipeline.generate(pipe, ["a", "b", "c"], steps=3, seed=0).images
+    torch.testing.assert_close(base, same)
+    bright = np.stack([steering.brightness(base)] + [steering.brightness(same)] * 3)
+    r = steering.steering_result(A_CH14, bright, bright, np.ones((4, 3), bool))
+    assert r.copies_lo == 0 == r.copies_hi
+    with pytest.raises(repdiff.CheckFailed, match="copies' slope: lower 95 % bound"):
+        steering.check_sweep_claims(r, *_changes())
+
+
+def test_ch14_copies_kept_check_rejects_copies_that_break():
+    """"The copies hold their image" (>= 90 % still copies at the change strength) fails when half break."""
+    r = _sweep(*_measured_like(), kept=0.5)
+    assert r.copies_kept == 0.5
+    with pytest.raises(repdiff.CheckFailed, match="share of copies still copies"):
+        steering.check_sweep_claims(r, *_changes())
+
+
+def test_ch14_change_check_rejects_groups_that_change_alike():
+    """"Held-out images change more than copies" fails when both groups change by the same amount."""
+    with pytest.raises(repdiff.CheckFailed, match="RMS change"):
+        steering.check_sweep_claims(_sweep(*_measured_like()), *_changes(held=0.03, copies=0.03))
+
+
+def test_ch14_moves_checks_reject_copies_that_move_and_a_move_along_the_axis():
+    """"Copies hardly move" fails when the copies move like the held-out samples; "held-out samples move
+    mostly across the concept axis" fails when they move straight along it."""
+    rng = np.random.default_rng(0)
+    r0, axis = rng.normal(size=(40, 8)), np.eye(8)[0]
+    across = np.zeros(8)
+    across[1] = 1.0
+    held = steering.representation_moves(r0, r0 + across + rng.normal(0, 0.05, (40, 8)), axis)
+    still = steering.representation_moves(r0, r0 + 0.05 * across, axis)
+    steering.check_moves_claims(held, still)  # the right answer passes
+    with pytest.raises(repdiff.CheckFailed, match="copies' move"):
+        steering.check_moves_claims(held, held)
+    toward = steering.representation_moves(r0, r0 + axis, axis)
+    with pytest.raises(repdiff.CheckFailed, match="across part minus"):
+        steering.check_moves_claims(toward, still)
+
+
+def test_ch14_push_checks_reject_the_wrong_signs_and_a_memorizer_that_keeps_the_push():
+    """The push-test checks at the measured values pass; each fails on its wrong answer: a pass that keeps the
+    held-out push, copies that keep none or all of it, and a "memorizer" that keeps as much as the U-Net."""
+    retention.check_push_claims(-0.66, 0.28, 0.0)
+    for held, copies, memorizer, which in ((0.3, 0.28, 0.0, "held-out"), (-0.66, 0.0, 0.0, "copies"),
+                                           (-0.66, 1.0, 0.0, "copies"), (-0.66, 0.28, 0.28, "memorizer")):
+        with pytest.raises(repdiff.CheckFailed, match=which):
+            retention.check_push_claims(held, copies, memorizer)
+
+
+def test_ch14_gain_checks_reject_an_instance_norm_and_equal_gains():
+    """"No GroupNorm is an instance norm" fails for a U-Net with a GroupNorm of one channel per group
+    (``GroupNorm(32, 32)``), and "a channel-mean shift keeps more than a random one" fails when the two gains
+    are equal."""
+    retention.check_gain_claims(0.24, 0.034, 8)
+    instance = torch.nn.GroupNorm(32, 32)
+    with pytest.raises(repdiff.CheckFailed, match="channels per group"):
+        retention.check_gain_claims(0.24, 0.034, instance.num_channels // instance.num_groups)
+    with pytest.raises(repdiff.CheckFailed, match="channel-mean shift minus random"):
+        retention.check_gain_claims(0.034, 0.034, 8)

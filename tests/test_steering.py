@@ -1,5 +1,7 @@
 """repdiff.sd.steering: the injection hook, concept vectors, slopes and PCA."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -303,6 +305,9 @@ def test_steering_result_against_numpy():
     assert r.a_change == 0.2 and r.copies_kept == pytest.approx(0.75)
     with pytest.raises(ValueError, match="a_values starting at 0"):
         steering.steering_result([0.1, 0.2], held[:2], cop[:2], still[:2])
+    # the overlap check reads the bounds; it refuses a result whose ``separated`` says otherwise
+    with pytest.raises(ValueError, match="contradict separated"):
+        steering.check_sweep_claims(dataclasses.replace(r, separated=False), h, c)
 
 
 def test_representation_moves():

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from repdiff import noise
+from repdiff.notebook import check_range
 from repdiff.sd.pipeline import decode_latents, encode_images, encode_prompts, guided_pass, renoise
 from repdiff.sd.steering import brightness
 from repdiff.theory import empirical_denoiser
 
-__all__ = ["push_retention", "latent_gain"]
+__all__ = ["push_retention", "latent_gain", "check_push_claims", "check_gain_claims"]
 
 
 @torch.no_grad()
@@ -155,3 +156,25 @@ def latent_gain(pipe, latents: torch.Tensor, prompts: Sequence[str], directions:
     for k, (est, est_shifted) in enumerate(pairs):
         out[k] = ((est_shifted - est) * u).flatten(1).sum(1).float().cpu().numpy() / step
     return out
+
+
+def check_push_claims(held: float, copies: float, memorizer: float, *, tol: float = 0.01) -> None:
+    """Check Chapter 14's reading of mean :func:`push_retention` values at one ``t``; raises
+    ``repdiff.CheckFailed`` at a miss.
+
+    One pass reverses the push on held-out samples (``held`` < 0; a pass that keeps it fails), keeps part of
+    it on copies (0 < ``copies`` < 1; none or all fails), and the perfect memorizer keeps none
+    (|``memorizer``| ≤ ``tol``; the U-Net's share on copies fails). With the default ``blend`` 0.2 a push
+    changes brightness by at most 0.2, so 1 % of it is at most 0.002, half of one 8-bit grey level (1/255).
+    """
+    check_range("push kept by one pass, held-out samples (reversed)", held, high=-tol)
+    check_range("push kept by one pass, copies (part of it)", copies, low=tol, high=1 - tol)
+    check_range("push kept by the perfect memorizer (none)", abs(memorizer), high=tol)
+
+
+def check_gain_claims(channel_means: float, random: float, min_per_group: int) -> None:
+    """Check Chapter 14's reading of :func:`latent_gain`: no GroupNorm of the U-Net is an instance norm
+    (``min_per_group`` ≥ 2 channels per group; one channel per group fails), yet a shift of the latent channel
+    means keeps more of itself than a random shift (``channel_means`` > ``random``; equal gains fail)."""
+    check_range("fewest channels per group among the U-Net's GroupNorms", min_per_group, low=2)
+    check_range("latent gain: channel-mean shift minus random shift", channel_means - random, low=1e-6)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from repdiff.metrics import mean_interval
+from repdiff.notebook import check_range
 from repdiff.representations import count_calls, edit_outputs
 from repdiff.sd.pipeline import encode_images, features_at_t, generate
 
@@ -35,9 +36,11 @@ __all__ = [
     "authors_window",
     "SteeringResult",
     "steering_result",
+    "check_sweep_claims",
     "sweep",
     "Moves",
     "representation_moves",
+    "check_moves_claims",
     "concept_vectors",
     "without_channel_means",
     "steer",
@@ -304,6 +307,29 @@ def steering_result(a_values: Sequence[float], held_attr: np.ndarray, copies_att
                           separated=bool(h_lo > c_hi or c_lo > h_hi))
 
 
+def check_sweep_claims(r: SteeringResult, change_held: np.ndarray, change_copies: np.ndarray, *,
+                       kept_low: float = 0.9, seed: int = 0) -> None:
+    """Check Chapter 14's reading of a sweep; prints each check, raises ``repdiff.CheckFailed`` at a miss.
+
+    The claims and the wrong answer each rejects: the two slope intervals overlap (a sweep with the paper's
+    contrast, ``r.separated``); the held-out slope's interval contains 0 (held-out samples that clearly move);
+    the copies' lower bound is above 1e-6 (copies that do not brighten; a sweep that changes nothing gives 0);
+    at least ``kept_low`` of the copies are still copies at ``r.a_change`` (copies that break); the held-out
+    images' mean RMS change there (``change_held`` ``(P,)``, ``change_copies`` ``(Q,)``) has a 95 % lower
+    bound above the copies' upper bound (groups that change alike).
+    """
+    overlap = min(r.heldout_hi, r.copies_hi) - max(r.heldout_lo, r.copies_lo)
+    if (overlap >= 0) == r.separated:
+        raise ValueError(f"the bounds (overlap {overlap:.3g}) contradict separated = {r.separated}")
+    check_range("slope intervals overlap: smaller upper bound minus larger lower bound", overlap, low=0)
+    check_range("held-out slope: lower 95 % bound (interval contains 0)", r.heldout_lo, high=0)
+    check_range("held-out slope: upper 95 % bound (interval contains 0)", r.heldout_hi, low=0)
+    check_range("copies' slope: lower 95 % bound (interval excludes 0)", r.copies_lo, low=1e-6)
+    check_range(f"share of copies still copies at a = {r.a_change:g}", r.copies_kept, low=kept_low)
+    gap = mean_interval(change_held, seed=seed)[1] - mean_interval(change_copies, seed=seed)[2]
+    check_range("RMS change: held-out lower bound minus copies' upper bound", gap, low=0)
+
+
 def sweep(pipe, vectors: dict[str, torch.Tensor], a_values: Sequence[float], prompts: Sequence[str],
           latents_at: torch.Tensor, *, from_step: int, window: tuple[int, int], steps: int = 30,
           guidance: float = 7.5) -> list[torch.Tensor]:
@@ -352,3 +378,11 @@ def representation_moves(r0: np.ndarray, r1: np.ndarray, axis: np.ndarray, scale
     across = np.sqrt(np.maximum(total**2 - along**2, 0))
     return Moves(total=float(total.mean() / scale), along=float(along.mean() / scale),
                  across=float(across.mean() / scale), of_mean=float(np.linalg.norm(d.mean(0)) / scale))
+
+
+def check_moves_claims(held: Moves, copies: Moves, *, hardly: float = 0.25) -> None:
+    """Check Chapter 14's reading of :class:`Moves`: the copies hardly move (their mean move at most
+    ``hardly`` times the held-out samples'; copies that move like them fail) and the held-out samples move
+    mostly across the concept axis (across part above the |along| part; a move toward the concept fails)."""
+    check_range("copies' move / held-out samples' move", copies.total / held.total, high=hardly)
+    check_range("held-out move: across part minus |along| part", held.across - abs(held.along), low=0)
