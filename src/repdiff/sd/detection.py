@@ -30,7 +30,7 @@ import torch
 from repdiff.metrics import participation_ratio, representation_std
 from repdiff.sd.pipeline import ValueRange, encode_images, encode_prompts, features_at_t, guided_pass
 
-__all__ = ["DETECTION_SITE", "SCORES", "spikiness", "detector_scores", "wen_scores"]
+__all__ = ["DETECTION_SITE", "SCORES", "spikiness", "detector_scores", "wen_scores", "best_cells"]
 
 #: the paper's detection site for SD v1.4: post-norm2 activation of the last resnet of the first up block
 DETECTION_SITE = "up_blocks.0.resnets.2.post_norm2"
@@ -108,3 +108,13 @@ def wen_scores(pipe, prompts: Sequence[str], *, steps: int = 30, seed: int = 0,
             e_u, e_c = guided_pass(pipe, sched.scale_model_input(lat, t), t, ctx)
             out.append((e_c - e_u).float().flatten(1).norm(dim=1).cpu())
     return torch.cat(out).numpy(), (time.perf_counter() - t0) / len(prompts)
+
+
+def best_cells(auroc: dict, *, tol: float = 1e-9) -> list:
+    """The keys of ``auroc`` (e.g. :func:`repdiff.sd.screening.layer_sweep`'s ``{(site, t, pooling): AUROC}``)
+    whose value is within ``tol`` of the largest, in the dict's order (Chapter 13). ``max(d, key=d.get)``
+    returns only the first of a tie; this returns all of them, so a chapter can say how many cells tie."""
+    if not auroc:
+        raise ValueError("need at least one cell")
+    top = max(auroc.values())
+    return [k for k, v in auroc.items() if v >= top - tol]

@@ -35,7 +35,7 @@ from repdiff.sd import detection, pipeline, tiny_sd
 
 __all__ = ["GROUPS", "Screening", "screen", "reference_set", "LabelSummary", "label_summary", "Scores",
            "score_generations", "Comparison", "layer_sweep", "own_copies",
-           "training_images",
+           "training_images", "words_split", "background_matches", "design_values",
            "compare", "cache_dir"]
 
 GROUPS = ("planted", "control", "held_out")
@@ -209,10 +209,11 @@ def screen(pipe, *, n_planted: int = 64, n_control: int = 48, n_held_out: int = 
            use_cache: bool = True, progress: bool = False) -> Screening:
     """Generate and label the three groups (Chapters 12-14); cached on disk (see :func:`cache_dir`).
 
-    ``n_planted`` generations cycle through the planted titles (so each title is generated several times,
-    each from its own noise); control and held-out prompts are taken in file order. One generator seeded
-    ``seed`` draws all starting noises. ``keep_step`` also keeps the latents entering that step
-    (Chapter 14 steers from there).
+    ``n_planted`` generations take the planted titles in file order and start again from the first when the
+    list runs out (the default 64 generations of the 48 shipped titles: the first 16 titles twice, the other
+    32 once), each generation from its own noise; control and held-out prompts are taken in file order.
+    One generator seeded ``seed`` draws all starting noises. ``keep_step`` also keeps the latents entering
+    that step (Chapter 14 steers from there).
     """
     captions, group, title = _plan(n_planted, n_control, n_held_out, path)
     key = hashlib.sha256(json.dumps([_CACHE_VERSION, _fingerprint(pipe), captions, steps, guidance, seed,
@@ -363,3 +364,28 @@ def layer_sweep(pipe, images: torch.Tensor, pos: np.ndarray, neg: np.ndarray, si
             s = detection.spikiness(h, "std")
             out[(site, t, pool)] = metrics.detection_metrics(s[p], s[n])["auroc"]
     return out
+
+
+def words_split(tokenizer, prompts: list[str]) -> list[str]:
+    """The distinct words of ``prompts`` that ``tokenizer`` splits into more than one token (Chapter 12: none
+    for the shipped prompts, whose words make up the tiny SD's vocabulary)."""
+    return sorted({w for p in prompts for w in p.split() if len(tokenizer.tokenize(w)) != 1})
+
+
+def background_matches(images: torch.Tensor | np.ndarray, captions: list[str]) -> np.ndarray:
+    """``(N,)`` booleans: is the median colour of each image's one-pixel border (``(N, 3, H, W)`` in [-1, 1]),
+    among the compositional background colours, nearest to the one its caption names (Chapter 12)?"""
+    from repdiff.data import captioned, scenes
+
+    x = np.asarray(images, dtype=np.float64)
+    border = np.concatenate([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
+    names = list(captioned.BACKGROUND_COLORS)
+    palette = np.array([scenes.COLORS[c] for c in names]) * 2 - 1
+    nearest = ((np.median(border, axis=2)[:, None] - palette[None]) ** 2).sum(-1).argmin(axis=1)
+    named = [captioned.parse_compositional_caption(c)[5] for c in captions]
+    return np.array([names[k] == bg for k, bg in zip(nearest, named, strict=True)])
+
+
+def design_values(rows: list[dict], key: str) -> list:
+    """The distinct values of the data-set setting ``key`` over the variants of ``design_study.jsonl``."""
+    return sorted({row["recipe"]["dataset"][key] for row in rows})
