@@ -46,6 +46,9 @@ def test_compare_is_detection_metrics():
     c = screening.compare(pos, neg, n_bootstrap=200)
     ref = np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :])
     assert c.auroc == pytest.approx(ref) and c.auroc_lo <= c.auroc <= c.auroc_hi and (c.n_pos, c.n_neg) == (30, 50)
+    # without a bootstrap (Chapter 13's exercises) the same AUROC and no interval, not a KeyError
+    c0 = screening.compare(pos, neg, n_bootstrap=0)
+    assert c0.auroc == pytest.approx(ref) and np.isnan([c0.auroc_lo, c0.auroc_hi, c0.tpr_lo, c0.tpr_hi]).all()
 
 
 def test_cache_lock_makes_a_second_holder_wait(tmp_path):

@@ -309,10 +309,13 @@ class Comparison:
 
 
 def compare(pos: np.ndarray, neg: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0) -> Comparison:
-    """:func:`repdiff.metrics.detection_metrics` of scores ``pos (P,)`` against ``neg (Q,)`` as a dataclass."""
+    """:func:`repdiff.metrics.detection_metrics` of scores ``pos (P,)`` against ``neg (Q,)`` as a dataclass
+    (with ``n_bootstrap=0`` the interval bounds are NaN: no interval was computed)."""
     r = metrics.detection_metrics(pos, neg, n_bootstrap=n_bootstrap, seed=seed)
-    return Comparison(auroc=r["auroc"], auroc_lo=r["auroc_lo"], auroc_hi=r["auroc_hi"], tpr=r["tpr_at_1pct_fpr"],
-                      tpr_lo=r["tpr_lo"], tpr_hi=r["tpr_hi"], n_pos=len(pos), n_neg=len(neg))
+    nan = float("nan")
+    return Comparison(auroc=r["auroc"], auroc_lo=r.get("auroc_lo", nan), auroc_hi=r.get("auroc_hi", nan),
+                      tpr=r["tpr_at_1pct_fpr"], tpr_lo=r.get("tpr_lo", nan), tpr_hi=r.get("tpr_hi", nan),
+                      n_pos=len(pos), n_neg=len(neg))
 
 
 @dataclass
