@@ -4,7 +4,8 @@
   (Chapters 3-6, 11, 13). Both act along the last axis.
 - :func:`nn_distance_ratio`, :func:`memorization_fraction`: is a generated sample a copy of a training
   point? (Chapters 1, 5, 7, 10, 12.)
-- :func:`detection_metrics`: AUROC and TPR at 1% FPR of a memorization detector (Chapters 11, 13).
+- :func:`detection_metrics`: AUROC and TPR at 1% FPR of a memorization detector (Chapters 11, 13);
+  :func:`tpr_at_percentile`: the TPR by the authors' percentile rule (Chapter 11).
 - :func:`psnr`: denoising quality (Chapter 6).
 - :func:`denoiser_memorization`: does a denoiser turn noisy *held-out* inputs into training points? (Chapter 5.)
 
@@ -29,6 +30,7 @@ __all__ = [
     "nn_distance_ratio",
     "memorization_fraction",
     "detection_metrics",
+    "tpr_at_percentile",
     "mean_interval",
     "psnr",
     "denoiser_memorization",
@@ -184,6 +186,24 @@ def detection_metrics(
         lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
         out |= {"auroc_lo": lo[0], "auroc_hi": hi[0], "tpr_lo": lo[1], "tpr_hi": hi[1]}
     return {k: float(v) for k, v in out.items()}
+
+
+def tpr_at_percentile(scores_mem: ArrayLike, scores_gen: ArrayLike, *, fpr: float = 0.01) -> float:
+    """TPR by the percentile rule of the paper's detection code: the threshold is the 100(1 − ``fpr``)-th
+    percentile of the generalized scores (``np.percentile``, linear interpolation), and the TPR is the
+    fraction of memorized scores at or above it.
+
+    Not the same number as ``detection_metrics(...)["tpr_at_1pct_fpr"]`` (the largest TPR whose FPR is
+    ≤ ``fpr``): with fewer than 1/``fpr`` generalized scores the interpolated threshold lies below the
+    largest of them, so this rule may accept one false positive. Chapter 11.
+    """
+    if not 0 < fpr < 1:
+        raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+    pos = to_tensor(scores_mem, "scores_mem")[0].detach().cpu().double().numpy().ravel()
+    neg = to_tensor(scores_gen, "scores_gen")[0].detach().cpu().double().numpy().ravel()
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError(f"need at least one score per class, got {len(pos)} memorized and {len(neg)} generalized")
+    return float(np.mean(pos >= np.percentile(neg, 100 * (1 - fpr))))
 
 
 def mean_interval(values: ArrayLike, *, n_bootstrap: int = 2000, seed: int = 0,
