@@ -20,6 +20,9 @@ __all__ = [
     "check_convergence_rates",
     "check_same_blocks",
     "check_residual_grows",
+    "check_residual_systematic",
+    "active_span_dimension",
+    "check_active_span",
 ]
 
 
@@ -128,5 +131,68 @@ def check_residual_grows(R_norms: ArrayLike, floor: float, *, low: float = 2.0) 
     R = np.asarray(R_norms, dtype=np.float64).ravel()
     if len(R) < 2:
         raise ValueError(f"need residuals at two or more sigma values, got {len(R)}")
-    return check_range("|R|_F at the largest sigma over the floor (the residual grows when gates flip)",
+    return check_range("|R|_F at the largest sigma over max(floor, |R|_F at the smallest sigma)",
                        float(R[-1] / max(float(floor), float(R[0]))), low=low)
+
+
+def check_residual_systematic(R_mean: ArrayLike, spread: ArrayLike, *, low: float = 2.0,
+                              high: float = 2.0) -> np.ndarray:
+    """Check that Theorem 3.1's residual is training noise at the smallest σ and a real displacement at the
+    largest (Chapter 4: the trained minimiser leaves the block form when gates flip, and only then).
+
+    Per σ (increasing), two training runs from the same start W* with different seeds: ``R_mean`` is the
+    residual ‖R‖_F of their average, ``spread`` the Procrustes distance between the two runs. If the runs were
+    W* plus independent noise, the average would sit about spread/2 from W*; the ratio
+    z = R_mean / (spread / 2) measures the displacement the two runs share. Checks: z at the largest σ ≥ ``low``
+    and z at the smallest σ ≤ ``high``. Rejects a residual that is noise at every σ (the frozen-gate
+    minimiser, which is the block form at every σ) and one displaced already at the smallest σ (training
+    started from a wrong block, e.g. the σ-typo W*).
+
+    Returns:
+        z per σ.
+    """
+    Rm, sp = (np.asarray(a, dtype=np.float64).ravel() for a in (R_mean, spread))
+    if Rm.shape != sp.shape or len(Rm) < 2:
+        raise ValueError(f"need R_mean and spread at the same two or more sigma values, got {Rm.shape}, {sp.shape}")
+    z = Rm / np.maximum(sp / 2, 1e-300)
+    check_range("shared displacement of two seeds at the largest sigma, in units of spread/2", float(z[-1]),
+                low=low)
+    check_range("shared displacement of two seeds at the smallest sigma, in units of spread/2", float(z[0]),
+                high=high)
+    return z
+
+
+def active_span_dimension(W1: ArrayLike, Y: ArrayLike) -> np.ndarray:
+    """Per input y, the effective dimension of the span of the encoder vectors of the units on for y (Ch. 3-4).
+
+    With A = W1[:, on(y)] (columns of the units with w_jᵀy > 0) and G = AᵀA, the value is
+    tr(G)² / ‖G‖_F² = (Σ s²)² / Σ s⁴ over A's singular values s: 1 when the active units are parallel copies
+    of one direction (a memorizer that splits a sample over several units), about q when they are q
+    orthogonal directions of similar norm (a block of the generalizing solution), 0 when no unit is on.
+    The participation ratio of h cannot tell these apart; this can.
+
+    Args:
+        W1: encoder ``(d, p)`` of a bias-free ReLU DAE. Y: inputs ``(m, d)``.
+
+    Returns:
+        ``(m,)`` effective dimensions.
+    """
+    A = np.asarray(W1, dtype=np.float64)
+    Ya = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    if A.ndim != 2 or Ya.shape[1] != A.shape[0]:
+        raise ValueError(f"need W1 (d, p) and Y (m, d) with the same d, got {A.shape} and {Ya.shape}")
+    G = A.T @ A
+    on = (Ya @ A > 0).astype(np.float64)
+    tr = on @ np.diag(G)
+    fro2 = np.einsum("ni,ij,nj->n", on, G**2, on)
+    return np.where(fro2 > 0, tr**2 / np.where(fro2 > 0, fro2, 1.0), 0.0)
+
+
+def check_active_span(what: str, W1: ArrayLike, Y: ArrayLike, *, low: float | None = None,
+                      high: float | None = None) -> CheckResult:
+    """Check the mean :func:`active_span_dimension` over inputs ``Y`` lies in [low, high] (Chapters 3-4).
+
+    Chapter 4 (balanced block of width p_k = 2) asks ≥ 1.5: it rejects a memorizer that stores each sample in
+    two parallel units, whose participation ratio is 2 but whose active units span one direction. Chapter 3
+    (memorizer) asks ≤ 1.1: it rejects a block of the generalizing solution."""
+    return check_range(what, float(active_span_dimension(W1, Y).mean()), low=low, high=high)
