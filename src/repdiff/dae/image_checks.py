@@ -14,6 +14,8 @@ import numpy as np
 
 from repdiff._arrays import ArrayLike, to_tensor
 from repdiff.dae.measures import denoising_psnr, mean_best_cosine, mean_pairwise_cosine, out_of_span_fraction, psnr_gap
+from repdiff.dae.relu_losses import relu_dae_loss_mc
+from repdiff.dae.relu_solutions import memorization_solution
 from repdiff.notebook import check_range
 
 __all__ = [
@@ -23,6 +25,10 @@ __all__ = [
     "check_ratio",
     "check_psnr_gap",
     "check_psnr_gain",
+    "data_term_ratio",
+    "check_data_term_ratio",
+    "other_units_on",
+    "check_other_units_on",
 ]
 
 
@@ -77,3 +83,51 @@ def check_psnr_gain(what: str, model: Any, X: ArrayLike, sigma: float, *, low: f
     (Chapter 6; noise seed 5, 5 draws). The identity map (gain 0) fails. Returns the gain."""
     r = denoising_psnr(model, X, sigma, n_draws=5, seed=5)
     return float(check_range(what, float(r["denoised"].mean() - r["noisy"].mean()), low=low))
+
+
+def data_term_ratio(W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float, *,
+                    n_draws: int = 256, seed: int = 0) -> float:
+    """The data term of Eq. 6 at ``(W1, W2)`` ``(d, p)`` over the one Cor. 3.2 predicts for ``X`` ``(n, d)``
+    (Chapter 6).
+
+    Numerator: the Monte-Carlo loss with λ = 0 (fixed noise draws, :func:`relu_dae_loss_mc`). Denominator:
+    (1/n) Σ_i [(1 − a_i)² ‖x_i‖² + σ² a_i²] with a_i = (‖x_i‖² − nλ)/(‖x_i‖² + σ²), the closed form's loss
+    without its weight-decay part 2λ Σ a_i. Unlike the whole loss, it is not swamped by weight decay at large λ.
+    """
+    Xa = np.asarray(to_tensor(X, "X")[0].detach().cpu().double())
+    sq = np.sum(Xa**2, axis=1)
+    if float(sq.min()) <= len(Xa) * lam:
+        raise ValueError("need n*lam < min_i ||x_i||^2 (Cor. 3.2 has no solution otherwise)")
+    a = (sq - len(Xa) * lam) / (sq + sigma**2)
+    formula = float(np.mean((1 - a) ** 2 * sq + sigma**2 * a**2))
+    A = np.asarray(to_tensor(W1, "W1")[0].detach().cpu().double())
+    B = np.asarray(to_tensor(W2, "W2")[0].detach().cpu().double())
+    return float(relu_dae_loss_mc(A, B, Xa, sigma, 0.0, n_draws=n_draws, seed=seed)) / formula
+
+
+def check_data_term_ratio(what: str, W1: ArrayLike, W2: ArrayLike, X: ArrayLike, sigma: float, lam: float, *,
+                          low: float | None = None, high: float | None = None) -> float:
+    """Check :func:`data_term_ratio` against [``low``, ``high``] (Chapter 6). A network with the closed form's
+    norms but the wrong data fit (its W2 columns permuted) gives a ratio far above any window; the closed form
+    on separable data (where Cor. 3.2 holds) gives 1. Returns the ratio."""
+    return float(check_range(what, data_term_ratio(W1, W2, X, sigma, lam), low=low, high=high))
+
+
+def other_units_on(X: ArrayLike, sigma: float, *, n_draws: int = 100, seed: int = 0) -> float:
+    """Mean number of *other* samples' units that a noisy sample switches on in the closed form of Cor. 3.2
+    for ``X`` ``(n, d)`` (unit i stores x_i; Chapter 6). Cor. 3.2's loss formula assumes 0: with pairwise
+    negative cosines and a margin, a noisy x_i switches on unit i only."""
+    Xa = np.asarray(to_tensor(X, "X")[0].detach().cpu().double())
+    n = len(Xa)
+    W = np.asarray(memorization_solution(Xa, n, sigma, 0.0))
+    Y = np.repeat(Xa, n_draws, axis=0) + sigma * np.random.default_rng(seed).standard_normal((n * n_draws, Xa.shape[1]))
+    on = Y @ W > 0
+    own = np.repeat(np.arange(n), n_draws)
+    return float((on.sum(1) - on[np.arange(n * n_draws), own]).mean())
+
+
+def check_other_units_on(what: str, X: ArrayLike, sigma: float, *, low: float) -> float:
+    """Check that a noisy sample switches on at least ``low`` other samples' units on average
+    (:func:`other_units_on`, Chapter 6: the overlap Cor. 3.2's formula ignores). Separable samples (a centred
+    simplex) give 0 and fail. Returns the mean count."""
+    return float(check_range(what, other_units_on(X, sigma), low=low))

@@ -11,10 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from repdiff import metrics
 from repdiff._arrays import ArrayLike
 from repdiff.dae.measures import loss_and_gradient_norm
+from repdiff.dae.models import ReLUDAE
+from repdiff.dae.training import train_dae
 from repdiff.notebook import CheckFailed, check_range
 
 __all__ = [
@@ -28,6 +31,12 @@ __all__ = [
     "check_distinct_minimum",
     "check_median_ratio",
     "shuffled_labels",
+    "effective_rank",
+    "check_block_rank",
+    "perturb_and_retrain",
+    "check_returns",
+    "check_auroc_overlap",
+    "check_pr_rises_more_with_p",
 ]
 
 
@@ -194,3 +203,99 @@ def shuffled_labels(values_a: Any, values_b: Any, *, seed: int = 0) -> tuple[np.
     pooled = np.concatenate([a, np.asarray(values_b, dtype=np.float64).ravel()])
     perm = np.random.default_rng(seed).permutation(pooled.size)
     return pooled[perm[: a.size]], pooled[perm[a.size :]]
+
+
+def effective_rank(M: ArrayLike) -> float:
+    """Participation ratio of the squared singular values of ``M`` ``(d, k)``: (Σ s²)² / Σ s⁴ (Chapter 5).
+
+    k orthogonal columns of equal norm give k; k parallel columns (copies of one direction) give 1."""
+    s2 = np.linalg.svd(np.asarray(M, dtype=np.float64), compute_uv=False) ** 2
+    if s2.size == 0 or s2.sum() <= 0:
+        raise ValueError("need a non-zero matrix with at least one column")
+    return float(s2.sum() ** 2 / np.square(s2).sum())
+
+
+def check_block_rank(what: str, W1: ArrayLike, on_fraction: ArrayLike, *, low: float, min_on: float = 0.5) -> float:
+    """Check that the units a cluster switches on point in distinct directions (Chapter 5).
+
+    ``W1`` is ``(d, p)``, ``on_fraction`` ``(p,)`` the fraction of the cluster's noisy inputs that switch each
+    unit on; the units with ``on_fraction > min_on`` form the cluster's block. The statistic is the
+    :func:`effective_rank` of their columns, which must be >= ``low``. A block of three principal directions
+    gives about 3; parallel copies of one unit (a memorizer whose stored sample is split, Chapter 3) give 1 and
+    fail, whatever their participation ratio per input. Returns the effective rank.
+    """
+    W = np.asarray(W1, dtype=np.float64)
+    on = np.asarray(on_fraction, dtype=np.float64).ravel()
+    if W.ndim != 2 or on.shape != (W.shape[1],):
+        raise ValueError(f"W1 must be (d, p) and on_fraction (p,), got {W.shape} and {on.shape}")
+    units = on > min_on
+    if not units.any():
+        raise CheckFailed(f"{what}: no unit is on for more than {min_on:.0%} of the cluster")
+    return float(check_range(what, effective_rank(W[:, units]), low=low))
+
+
+def perturb_and_retrain(
+    W_ref: ArrayLike, X: ArrayLike, sigma: float, lam: float, *, rel_eps: float = 0.1, n_pert: int = 3,
+    steps: int = 500, lr: float = 1e-3, seed: int = 0,
+) -> np.ndarray:
+    """Perturb ``W1 = W2 = W_ref`` ``(d, p)`` in random directions, retrain briefly, and measure the return
+    (Chapter 5's control that a stationary point is a local minimum and not a saddle).
+
+    Each of ``n_pert`` perturbations adds independent Gaussian matrices of Frobenius norm ``rel_eps``·‖W_ref‖
+    (or ``rel_eps`` if W_ref = 0) to W1 and W2, then runs ``steps`` of Adam (:func:`train_dae`, cosine decay).
+    Returns ``(n_pert,)`` ratios ‖W2W1ᵀ − W_refW_refᵀ‖_F after training over the same distance before it:
+    below 1 when training pulls the point back, above 1 when it runs away (a saddle, e.g. W_ref = 0).
+    """
+    W = np.asarray(W_ref, dtype=np.float64)
+    d, p = W.shape
+    M_ref = W @ W.T
+    scale = rel_eps * (np.linalg.norm(W) if np.linalg.norm(W) > 0 else 1.0)
+    gen = np.random.default_rng(seed)
+    out = np.empty(n_pert)
+    for k in range(n_pert):
+        G1, G2 = gen.standard_normal((2, d, p))
+        W1 = W + scale * G1 / np.linalg.norm(G1)
+        W2 = W + scale * G2 / np.linalg.norm(G2)
+        before = np.linalg.norm(W2 @ W1.T - M_ref)
+        model = ReLUDAE(d, p, seed=seed)
+        with torch.no_grad():
+            model.W1.copy_(torch.as_tensor(W1))
+            model.W2.copy_(torch.as_tensor(W2))
+        train_dae(model, X, sigma, lam, steps=steps, lr=lr, schedule="cosine", seed=seed + k, progress=False)
+        A, B = model.W1.detach().double().numpy(), model.W2.detach().double().numpy()
+        out[k] = np.linalg.norm(B @ A.T - M_ref) / before
+    return out
+
+
+def check_returns(what: str, ratios: ArrayLike, *, high: float = 0.5) -> float:
+    """Check that every perturbed start came back: the largest ratio of :func:`perturb_and_retrain` is
+    <= ``high`` (Chapter 5). Starts that drift away from a saddle (ratio > 1) fail. Returns the largest ratio."""
+    r = np.asarray(ratios, dtype=np.float64).ravel()
+    if r.size == 0 or not np.isfinite(r).all():
+        raise ValueError("need finite ratios")
+    return float(check_range(what, float(r.max()), high=high))
+
+
+def check_auroc_overlap(what: str, values_a: Any, values_b: Any, *, low: float = 0.35,
+                        high: float = 0.65) -> float:
+    """Check that two distributions overlap: the AUROC of ``values_a`` ``(N_a,)`` against ``values_b``
+    ``(N_b,)`` (the probability that a random a exceeds a random b) lies in [``low``, ``high``] (Chapter 5).
+
+    0.5 means no separation; two well-separated samples give an AUROC near 0 or 1 and fail. Returns the AUROC.
+    """
+    return float(check_range(what, metrics.detection_metrics(values_a, values_b)["auroc"], low=low, high=high))
+
+
+def check_pr_rises_more_with_p(what: str, pr_table: Any, *, low: float = 1.5) -> dict[str, np.ndarray]:
+    """Check that the participation ratio grows more with the width than with n (Chapter 5).
+
+    ``pr_table`` is ``(len(ns), len(ps))``. ``ratio_p`` (per n) is PR at the largest width over PR at the
+    smallest, ``ratio_n`` (per width) PR at the largest n over PR at the smallest; the statistic min(ratio_p) /
+    max(ratio_n) must be >= ``low``. A table that depends on n only (ratio_p = 1) fails. Returns both ratios.
+    """
+    T = np.asarray(pr_table, dtype=np.float64)
+    if T.ndim != 2 or min(T.shape) < 2 or (T <= 0).any():
+        raise ValueError(f"pr_table must be (len(ns) >= 2, len(ps) >= 2) with positive entries, got {T.shape}")
+    ratio_p, ratio_n = T[:, -1] / T[:, 0], T[-1] / T[0]
+    check_range(what, float(ratio_p.min() / ratio_n.max()), low=low)
+    return {"ratio_p": ratio_p, "ratio_n": ratio_n}
