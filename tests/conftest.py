@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 
 def pytest_configure(config):
     """Under pytest-xdist, give each worker (and the notebook kernels it starts) one BLAS/OpenMP thread.
@@ -20,6 +22,23 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
+
+
+@pytest.fixture(scope="module")
+def ch1_prior():
+    """Chapter 1's Gaussian-mixture prior, five query points and sigma = 0.5 (its negative controls)."""
+    import numpy as np
+    import torch
+
+    from repdiff.data.synthetic import GaussianMixture
+
+    prior = GaussianMixture(
+        weights=[0.5, 0.3, 0.2],
+        means=[[-1.5, 0.0], [1.5, 1.0], [0.5, -1.5]],
+        covs=[np.diag([0.30, 0.05]), [[0.10, 0.06], [0.06, 0.10]], np.diag([0.05, 0.40])],
+    )
+    queries = torch.tensor([[-1.0, 0.5], [0.0, 0.0], [1.2, 0.2], [0.8, -1.0], [2.5, 2.0]], dtype=torch.float64)
+    return prior, queries, 0.5
 
 
 def tiny_random_sd_pipeline():

@@ -24,7 +24,7 @@ import torch
 from repdiff import CheckFailed
 from repdiff.dae.models import ReLUDAE
 from repdiff.dae.training import train_dae
-from repdiff.data.synthetic import GaussianMixture, low_rank_gaussian_mixture, separable_samples
+from repdiff.data.synthetic import low_rank_gaussian_mixture, separable_samples
 from repdiff.metrics import check_participation
 from repdiff.notebook import check
 from repdiff.theory import (
@@ -44,14 +44,8 @@ pytestmark = pytest.mark.negative_control
 
 # ----------------------------------------------------------------------------------------------------- Ch 1
 @pytest.fixture(scope="module")
-def ch1_mc():
-    prior = GaussianMixture(
-        weights=[0.5, 0.3, 0.2],
-        means=[[-1.5, 0.0], [1.5, 1.0], [0.5, -1.5]],
-        covs=[np.diag([0.30, 0.05]), [[0.10, 0.06], [0.06, 0.10]], np.diag([0.05, 0.40])],
-    )
-    queries = torch.tensor([[-1.0, 0.5], [0.0, 0.0], [1.2, 0.2], [0.8, -1.0], [2.5, 2.0]], dtype=torch.float64)
-    sigma = 0.5
+def ch1_mc(ch1_prior):
+    prior, queries, sigma = ch1_prior
     x_prior, _ = prior.sample(400_000, np.random.default_rng(0))
     mc, se = posterior_mean_monte_carlo(x_prior, queries, sigma)
     return prior, queries, sigma, mc, se

@@ -49,17 +49,6 @@ pytestmark = pytest.mark.negative_control
 
 # ----------------------------------------------------------------------------------------------------- Ch 1
 @pytest.fixture(scope="module")
-def ch1_prior():
-    prior = GaussianMixture(
-        weights=[0.5, 0.3, 0.2],
-        means=[[-1.5, 0.0], [1.5, 1.0], [0.5, -1.5]],
-        covs=[np.diag([0.30, 0.05]), [[0.10, 0.06], [0.06, 0.10]], np.diag([0.05, 0.40])],
-    )
-    queries = torch.tensor([[-1.0, 0.5], [0.0, 0.0], [1.2, 0.2], [0.8, -1.0], [2.5, 2.0]], dtype=torch.float64)
-    return prior, queries, 0.5
-
-
-@pytest.fixture(scope="module")
 def ch1_digits():
     X = load_digits(n=200)
     rng = np.random.default_rng(0)
