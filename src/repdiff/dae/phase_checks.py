@@ -31,7 +31,6 @@ __all__ = [
     "check_distinct_minimum",
     "check_median_ratio",
     "shuffled_labels",
-    "effective_rank",
     "check_block_rank",
     "perturb_and_retrain",
     "check_returns",
@@ -205,23 +204,15 @@ def shuffled_labels(values_a: Any, values_b: Any, *, seed: int = 0) -> tuple[np.
     return pooled[perm[: a.size]], pooled[perm[a.size :]]
 
 
-def effective_rank(M: ArrayLike) -> float:
-    """Participation ratio of the squared singular values of ``M`` ``(d, k)``: (Σ s²)² / Σ s⁴ (Chapter 5).
-
-    k orthogonal columns of equal norm give k; k parallel columns (copies of one direction) give 1."""
-    s2 = np.linalg.svd(np.asarray(M, dtype=np.float64), compute_uv=False) ** 2
-    if s2.size == 0 or s2.sum() <= 0:
-        raise ValueError("need a non-zero matrix with at least one column")
-    return float(s2.sum() ** 2 / np.square(s2).sum())
-
-
 def check_block_rank(what: str, W1: ArrayLike, on_fraction: ArrayLike, *, low: float, min_on: float = 0.5) -> float:
     """Check that the units a cluster switches on point in distinct directions (Chapter 5).
 
     ``W1`` is ``(d, p)``, ``on_fraction`` ``(p,)`` the fraction of the cluster's noisy inputs that switch each
     unit on; the units with ``on_fraction > min_on`` form the cluster's block. The statistic is the
-    :func:`effective_rank` of their columns, which must be >= ``low``. A block of three principal directions
-    gives about 3; parallel copies of one unit (a memorizer whose stored sample is split, Chapter 3) give 1 and
+    :func:`repdiff.metrics.participation_ratio` of their squared singular values, (Σ s²)² / Σ s⁴ (the
+    same quantity :func:`repdiff.dae.generalization_checks.active_span_dimension` gives per input), which
+    must be >= ``low``. A block of three principal directions gives about 3; parallel copies of one unit (a
+    memorizer whose stored sample is split, Chapter 3) give 1 and
     fail, whatever their participation ratio per input. Returns the effective rank.
     """
     W = np.asarray(W1, dtype=np.float64)
@@ -231,7 +222,8 @@ def check_block_rank(what: str, W1: ArrayLike, on_fraction: ArrayLike, *, low: f
     units = on > min_on
     if not units.any():
         raise CheckFailed(f"{what}: no unit is on for more than {min_on:.0%} of the cluster")
-    return float(check_range(what, effective_rank(W[:, units]), low=low))
+    s2 = np.linalg.svd(W[:, units], compute_uv=False) ** 2
+    return float(check_range(what, metrics.participation_ratio(s2), low=low))
 
 
 def perturb_and_retrain(

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from repdiff import metrics
+from repdiff.data import captioned, scenes
 from repdiff.sd import detection, pipeline, tiny_sd
 
 __all__ = ["GROUPS", "Screening", "screen", "reference_set", "LabelSummary", "label_summary", "Scores",
@@ -378,8 +379,6 @@ def words_split(tokenizer, prompts: list[str]) -> list[str]:
 def background_matches(images: torch.Tensor | np.ndarray, captions: list[str]) -> np.ndarray:
     """``(N,)`` booleans: is the median colour of each image's one-pixel border (``(N, 3, H, W)`` in [-1, 1]),
     among the compositional background colours, nearest to the one its caption names (Chapter 12)?"""
-    from repdiff.data import captioned, scenes
-
     x = np.asarray(images, dtype=np.float64)
     border = np.concatenate([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
     names = list(captioned.BACKGROUND_COLORS)
