@@ -209,7 +209,7 @@ def check_block_rank(what: str, W1: ArrayLike, on_fraction: ArrayLike, *, low: f
 
     ``W1`` is ``(d, p)``, ``on_fraction`` ``(p,)`` the fraction of the cluster's noisy inputs that switch each
     unit on; the units with ``on_fraction > min_on`` form the cluster's block. The statistic is the
-    :func:`repdiff.metrics.participation_ratio` of their squared singular values, (Σ s²)² / Σ s⁴ (the
+    :func:`repdiff.metrics.participation_ratio` of their singular values, (Σ s²)² / Σ s⁴ (the
     same quantity :func:`repdiff.dae.generalization_checks.active_span_dimension` gives per input), which
     must be >= ``low``. A block of three principal directions gives about 3; parallel copies of one unit (a
     memorizer whose stored sample is split, Chapter 3) give 1 and
@@ -222,8 +222,8 @@ def check_block_rank(what: str, W1: ArrayLike, on_fraction: ArrayLike, *, low: f
     units = on > min_on
     if not units.any():
         raise CheckFailed(f"{what}: no unit is on for more than {min_on:.0%} of the cluster")
-    s2 = np.linalg.svd(W[:, units], compute_uv=False) ** 2
-    return float(check_range(what, metrics.participation_ratio(s2), low=low))
+    s = np.linalg.svd(W[:, units], compute_uv=False)
+    return float(check_range(what, metrics.participation_ratio(s), low=low))
 
 
 def perturb_and_retrain(
