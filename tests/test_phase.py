@@ -326,3 +326,13 @@ def test_shuffled_labels_keeps_the_sizes_and_the_values():
     sa, sb = phase_checks.shuffled_labels(a, b, seed=1)
     assert sa.size == 3 and sb.size == 7
     np.testing.assert_array_equal(np.sort(np.concatenate([sa, sb])), np.arange(10.0))
+
+
+def test_block_rank_is_the_participation_ratio_of_the_singular_values():
+    """check_block_rank's statistic is (Σ s²)² / Σ s⁴ of the active units' columns; passing s² instead of s
+    (a different quantity: 2.12 instead of 2.45 here) fails."""
+    W = np.diag([1.0, 1.0, 0.5])  # three units, singular values 1, 1, 0.5
+    s2 = np.array([1.0, 1.0, 0.25])
+    got = phase_checks.check_block_rank("block rank", W, np.ones(3), low=1.0)
+    assert got == pytest.approx(s2.sum() ** 2 / (s2**2).sum(), rel=1e-12)
+    assert got != pytest.approx((s2**2).sum() ** 2 / (s2**4).sum(), rel=1e-3)
