@@ -3,7 +3,8 @@
 #  1. set up .venv (scripts/setup.sh); with scripts/colab_env.sh present, also .venv-colab with Google
 #     Colab's package versions (that script fails if installing the course changes one of them);
 #  2. the unit tests and every chapter with nbval, on all cores. Chapters 1, 5 and 13 run in .venv-colab
-#     (when it exists) at the same time as the rest in .venv. tools/nbval_record.py keeps each chapter's
+#     (when it exists) at the same time as the rest in .venv; the .venv run starts as soon as .venv is ready,
+#     while .venv-colab is still being built. tools/nbval_record.py keeps each chapter's
 #     outputs under _build/executed and reports run times (a table, _build/notebook_times.json): a time is
 #     never a failure;
 #  3. the website from those outputs (scripts/build_book.sh --executed: nothing is executed again);
@@ -36,13 +37,50 @@ export PYTHONPATH="$PWD/tools${PYTHONPATH:+:$PYTHONPATH}"  # the pytest plugin n
 
 COLAB_CHAPTERS="chapters/part1/01_denoising.ipynb chapters/part1/05_hybrid_phase.ipynb chapters/part4/13_detection.ipynb"
 COLAB=0
+[ -n "$colab_env_pid" ] && COLAB=1
+took "setting up .venv"
+
+# Every chapter in the table of contents, the heaviest first (later chapters take longer), so that no
+# long chapter starts last on one core while the other core idles; the unit tests fill in at the end.
+read -r -a ALL <<< "$(.venv/bin/python -c "
+import sys; sys.path.insert(0, 'tools'); import stamp_notebooks
+print(' '.join(str(p.relative_to(stamp_notebooks.ROOT)) for p in reversed(stamp_notebooks.toc_notebooks())))")"
+MAIN=() IN_COLAB=()
+for nb in "${ALL[@]}"; do
+  if [ "$COLAB" = 1 ] && [[ " $COLAB_CHAPTERS " == *" $nb "* ]]; then IN_COLAB+=("$nb"); else MAIN+=("$nb"); fi
+done
+# Chapter 12 last: it reuses the screening (repdiff.sd.screening) that Chapter 14, the first job, computes
+if [[ " ${MAIN[*]} " == *" chapters/part4/12_text_to_image.ipynb "* ]]; then
+  rest=()
+  for nb in "${MAIN[@]}"; do [ "$nb" = chapters/part4/12_text_to_image.ipynb ] || rest+=("$nb"); done
+  MAIN=("${rest[@]}" chapters/part4/12_text_to_image.ipynb)
+fi
+
+rm -rf _build/executed _build/notebook_times.json _build/cache _build/cache-colab _build/pytest_main.rc
+# each run screens the tiny SD afresh (no result of an earlier run is reused), once: both environments (and the
+# autograder venvs of tests/test_assignments.py) share this run's cache, and repdiff.sd.screening locks an entry
+# while one process computes it, so the chapters and tests that need it (12, 13, 14, Assignment 3, the tiny SD's
+# acceptance test) wait for the first one that asks (usually Chapter 14, the first job here) instead of
+# generating the same images at the same time on the other core
+export REPDIFF_CACHE="$PWD/_build/cache"
+mkdir -p _build
+# Timeouts are safety nets for a hung kernel, never benchmarks: a cell may take an hour on a slow machine.
+NBVAL=(-p nbval_record --nbval-record _build/executed --nbval-lax --nbval-current-env
+       --nbval-cell-timeout=3600 --nbval-kernel-startup-timeout=600 -p no:cacheprovider)
+echo "== unit tests and notebooks (nbval) in .venv on $NCORES cores: ${MAIN[*]}"
+# in the background, so that it runs while .venv-colab is still being built; in its own process group
+# (setsid), so that a failure below stops it with all its workers
+setsid bash -c '.venv/bin/python -m pytest "$@"; echo $? > _build/pytest_main.rc' pytest \
+  -n "$NCORES" --dist loadscope --no-loadscope-reorder "${NBVAL[@]}" --ignore=tests/site "${MAIN[@]}" tests &
+main_pid=$!
+stop_main() { kill -- "-$main_pid" 2>/dev/null || true; }
 if [ -f scripts/colab_env.sh ]; then
   echo "== .venv-colab: Google Colab's package versions, the course installed as Colab's setup cell does"
   wait "$colab_env_pid" || true
   cat _build/colab_env.log
   [ "$(cat _build/colab_env.rc 2>/dev/null || echo 1)" = 0 ] || {
     echo "== FAILED: scripts/colab_env.sh (installing the course changed a Colab package, or .venv-colab" \
-         "could not be built; see above)" >&2; exit 1; }
+         "could not be built; see above)" >&2; stop_main; exit 1; }
   # nbval and what the recorder needs, where colab_env.sh did not install them; no Colab package may move
   .venv-colab/bin/python -m pip freeze --all | sort > _build/colab_freeze_before.txt
   missing=$(.venv-colab/bin/python -c "
@@ -57,56 +95,29 @@ print(' '.join(p for m, p in need.items() if u.find_spec(m) is None))")
     .venv-colab/bin/python -m pip install -q $nodeps "$pin"
   done
   .venv-colab/bin/python -c "import nbval, nbclient, myst_nb.ext.glue" || {
-    echo "== FAILED: .venv-colab cannot run nbval with tools/nbval_record.py (see above)" >&2; exit 1; }
+    echo "== FAILED: .venv-colab cannot run nbval with tools/nbval_record.py (see above)" >&2; stop_main; exit 1; }
   .venv-colab/bin/python -m pip freeze --all | sort > _build/colab_freeze_after.txt
   changed=$(comm -23 _build/colab_freeze_before.txt _build/colab_freeze_after.txt)
   rm -f _build/colab_freeze_before.txt _build/colab_freeze_after.txt
   if [ -n "$changed" ]; then
     echo "== FAILED: installing the test tools changed Colab packages in .venv-colab:" >&2
     echo "$changed" >&2
-    exit 1
+    stop_main; exit 1
   fi
-  COLAB=1
+  echo "== .venv-colab ready ($(( $(date +%s) - start )) s after the start)"
 fi
-took "setting up the environments"
-
-# Every chapter in the table of contents, the heaviest first (later chapters take longer), so that no
-# long chapter starts last on one core while the other core idles; the unit tests fill in at the end.
-read -r -a ALL <<< "$(.venv/bin/python -c "
-import sys; sys.path.insert(0, 'tools'); import stamp_notebooks
-print(' '.join(str(p.relative_to(stamp_notebooks.ROOT)) for p in reversed(stamp_notebooks.toc_notebooks())))")"
-MAIN=() IN_COLAB=()
-for nb in "${ALL[@]}"; do
-  if [ "$COLAB" = 1 ] && [[ " $COLAB_CHAPTERS " == *" $nb "* ]]; then IN_COLAB+=("$nb"); else MAIN+=("$nb"); fi
-done
-# Chapter 12 last: it reuses the screening that Chapter 14 (first) computes and caches (repdiff.sd.screening)
-# instead of generating the same images at the same time on the other core
-if [[ " ${MAIN[*]} " == *" chapters/part4/12_text_to_image.ipynb "* ]]; then
-  rest=()
-  for nb in "${MAIN[@]}"; do [ "$nb" = chapters/part4/12_text_to_image.ipynb ] || rest+=("$nb"); done
-  MAIN=("${rest[@]}" chapters/part4/12_text_to_image.ipynb)
-fi
-
-rm -rf _build/executed _build/notebook_times.json _build/cache _build/cache-colab
-# each run screens the tiny SD afresh (no result of an earlier run is reused), once: both environments share this
-# run's cache, and repdiff.sd.screening locks an entry while one process computes it, so Chapter 14 (here) waits
-# for the screening that Chapter 13 computes in .venv-colab instead of generating the same images on the other core
-export REPDIFF_CACHE="$PWD/_build/cache"
-mkdir -p _build
-# Timeouts are safety nets for a hung kernel, never benchmarks: a cell may take an hour on a slow machine.
-NBVAL=(-p nbval_record --nbval-record _build/executed --nbval-lax --nbval-current-env
-       --nbval-cell-timeout=3600 --nbval-kernel-startup-timeout=600 -p no:cacheprovider)
 colab_pid=""
 if [ "${#IN_COLAB[@]}" -gt 0 ]; then
   echo "== nbval in .venv-colab ($(.venv-colab/bin/python --version)): ${IN_COLAB[*]} (log: _build/nbval_colab.log)"
-  ( set +e; .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" > _build/nbval_colab.log 2>&1
+  # with tests/test_generation.py: the sampling loop under Colab's diffusers (the shared screening may come
+  # from .venv, whichever chapter asks first computes it)
+  ( set +e; .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" tests/test_generation.py \
+      > _build/nbval_colab.log 2>&1
     echo $? > _build/nbval_colab.rc ) &
   colab_pid=$!
 fi
-echo "== unit tests and notebooks (nbval) in .venv on $NCORES cores: ${MAIN[*]}"
-status=0
-.venv/bin/python -m pytest -n "$NCORES" --dist loadscope --no-loadscope-reorder "${NBVAL[@]}" \
-  --ignore=tests/site "${MAIN[@]}" tests || status=$?
+wait "$main_pid" || true
+status=$(cat _build/pytest_main.rc 2>/dev/null || echo 1)
 if [ -n "$colab_pid" ]; then
   wait "$colab_pid" || true
   echo "== nbval in .venv-colab:"
