@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from repdiff.data import captioned, scenes
 
@@ -160,3 +161,17 @@ def test_all_compositional_is_every_caption_once():
     specs = captioned.all_compositional()
     assert len(specs) == len(set(specs)) == 6 * 3 * 4 * 6 * 3 * 5
     assert all(captioned.parse_compositional_caption(captioned.compositional_caption(*s)) == s for s in specs[:50])
+
+
+def test_border_color_is_the_median_of_the_one_pixel_border():
+    """A gray frame around a red square: the border's colour, not the image's mean or its centre pixel."""
+    x = np.zeros((2, 3, 8, 8))
+    x[:] = (np.asarray(scenes.COLORS["gray"]) * 2 - 1)[None, :, None, None]
+    x[:, :, 1:-1, 1:-1] = (np.asarray(scenes.COLORS["red"]) * 2 - 1)[None, :, None, None]
+    x[1, :, 0, 0] = 1.0  # one odd border pixel does not move the median
+    want = np.asarray(scenes.COLORS["gray"]) * 2 - 1
+    np.testing.assert_allclose(scenes.border_color(x), np.stack([want, want]))
+    assert np.abs(x.mean(axis=(2, 3)) - want).max() > 0.1  # the mean would be wrong
+    np.testing.assert_allclose(scenes.border_color(torch.from_numpy(x)), scenes.border_color(x))
+    with pytest.raises(ValueError, match="shape"):
+        scenes.border_color(x[0])

@@ -129,3 +129,18 @@ def color_fraction(images: np.ndarray, colour: str, tol: float = 0.25) -> np.nda
     target = np.asarray(COLORS[colour])[None, :, None, None]
     close = np.abs(rgb - target).max(axis=1) <= tol
     return close.mean(axis=(1, 2))
+
+
+def border_color(images: np.ndarray) -> np.ndarray:
+    """The median colour of each image's one-pixel border, in the images' own units (Chapters 12 and 14).
+
+    Args:
+        images: ``(N, 3, H, W)`` (a torch tensor works too).
+    Returns:
+        ``(N, 3)`` float64: per channel, the median over the 4·H border pixels (the corners counted twice).
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"images must have shape (N, 3, H, W), got {x.shape}")
+    border = np.concatenate([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
+    return np.median(border, axis=2)

@@ -379,11 +379,9 @@ def words_split(tokenizer, prompts: list[str]) -> list[str]:
 def background_matches(images: torch.Tensor | np.ndarray, captions: list[str]) -> np.ndarray:
     """``(N,)`` booleans: is the median colour of each image's one-pixel border (``(N, 3, H, W)`` in [-1, 1]),
     among the compositional background colours, nearest to the one its caption names (Chapter 12)?"""
-    x = np.asarray(images, dtype=np.float64)
-    border = np.concatenate([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
     names = list(captioned.BACKGROUND_COLORS)
     palette = np.array([scenes.COLORS[c] for c in names]) * 2 - 1
-    nearest = ((np.median(border, axis=2)[:, None] - palette[None]) ** 2).sum(-1).argmin(axis=1)
+    nearest = ((scenes.border_color(images)[:, None] - palette[None]) ** 2).sum(-1).argmin(axis=1)
     named = [captioned.parse_compositional_caption(c)[5] for c in captions]
     return np.array([names[k] == bg for k, bg in zip(nearest, named, strict=True)])
 
