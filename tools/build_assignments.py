@@ -197,7 +197,8 @@ def autograder_requirements(wheel: Path, extras: Iterable[str] = ()) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def build(master: Path, out_dir: Path, *, wheel: Path, run_tests: bool = True, timeout: float = 900) -> dict[str, Path]:
+def build(master: Path, out_dir: Path, *, wheel: Path, run_tests: bool = True,
+          timeout: float = 3600) -> dict[str, Path]:
     """Run ``otter assign --no-pdfs`` on one master notebook, from a scratch copy of its folder.
 
     The copy gets the course wheel under ``wheels/``, the data folders of :data:`DATA_FOLDERS` under ``data/``
@@ -208,7 +209,8 @@ def build(master: Path, out_dir: Path, *, wheel: Path, run_tests: bool = True, t
     Args:
         master: ``assignments/source/<name>/<name>.ipynb``. out_dir: where otter writes ``student/`` and
             ``autograder/`` (created). wheel: the course wheel (:func:`build_wheel`). run_tests: let otter
-            check the solutions. timeout: seconds.
+            check the solutions. timeout: seconds, a safety net for a hung kernel, never a benchmark
+            (A3's first run on a machine also generates the shared screening).
 
     Returns:
         dict with ``student`` (the student notebook), ``tests`` (its public tests folder), ``autograder``
@@ -468,8 +470,12 @@ def grading_venv(zip_path: Path, venv: Path, wheelhouse: Path | None = None) -> 
     return venv / "bin" / "python"
 
 
-def otter_run(python: Path, zip_path: Path, submission: Path, out_dir: Path, timeout: float = 900) -> dict:
-    """``otter run -a ZIP SUBMISSION`` with the grading venv's python; return its ``results.json``."""
+def otter_run(python: Path, zip_path: Path, submission: Path, out_dir: Path, timeout: float = 3600) -> dict:
+    """``otter run -a ZIP SUBMISSION`` with the grading venv's python; return its ``results.json``.
+
+    ``timeout`` (seconds) only stops a hung run: a slow machine that generates A3's screening itself (no shared
+    ``$REPDIFF_CACHE``) may take many minutes.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [str(python), "-m", "otter", "run", "--no-logo", "-a", str(zip_path), "-o", str(out_dir), str(submission)]
