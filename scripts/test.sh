@@ -36,6 +36,9 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 export PYTHONPATH="$PWD/tools${PYTHONPATH:+:$PYTHONPATH}"  # the pytest plugin nbval_record
 
 COLAB_CHAPTERS="chapters/part1/01_denoising.ipynb chapters/part1/05_hybrid_phase.ipynb chapters/part4/13_detection.ipynb"
+# the sampling loop under Colab's diffusers (the shared screening may come from .venv: whichever chapter asks
+# first computes it); run in .venv instead when there is no .venv-colab
+COLAB_TESTS=tests/test_generation.py
 COLAB=0
 [ -n "$colab_env_pid" ] && COLAB=1
 took "setting up .venv"
@@ -70,9 +73,8 @@ NBVAL=(-p nbval_record --nbval-record _build/executed --nbval-lax --nbval-curren
 echo "== unit tests and notebooks (nbval) in .venv on $NCORES cores: ${MAIN[*]}"
 # in the background, so that it runs while .venv-colab is still being built; in its own process group
 # (setsid), so that a failure below stops it with all its workers
-# (tests/test_generation.py runs in .venv-colab when that exists)
 ONLY_COLAB=()
-[ "$COLAB" = 1 ] && ONLY_COLAB=(--ignore=tests/test_generation.py)
+[ "$COLAB" = 1 ] && ONLY_COLAB=(--ignore="$COLAB_TESTS")
 setsid bash -c '.venv/bin/python -m pytest "$@"; echo $? > _build/pytest_main.rc' pytest \
   -n "$NCORES" --dist loadscope --no-loadscope-reorder "${NBVAL[@]}" --ignore=tests/site "${ONLY_COLAB[@]}" \
   "${MAIN[@]}" tests &
@@ -113,9 +115,7 @@ fi
 colab_pid=""
 if [ "${#IN_COLAB[@]}" -gt 0 ]; then
   echo "== nbval in .venv-colab ($(.venv-colab/bin/python --version)): ${IN_COLAB[*]} (log: _build/nbval_colab.log)"
-  # with tests/test_generation.py: the sampling loop under Colab's diffusers (the shared screening may come
-  # from .venv, whichever chapter asks first computes it)
-  ( set +e; .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" tests/test_generation.py \
+  ( set +e; .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" "$COLAB_TESTS" \
       > _build/nbval_colab.log 2>&1
     echo $? > _build/nbval_colab.rc ) &
   colab_pid=$!

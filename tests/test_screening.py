@@ -76,3 +76,16 @@ def test_cache_lock_makes_a_second_holder_wait(tmp_path):
 
     assert second_holder_waits(screening.cache_lock)
     assert not second_holder_waits(lambda _file: contextlib.nullcontext())
+
+
+def test_steering_rows_skip_white_backgrounds_and_take_copies():
+    """Held-out rows whose caption ends in "white background" are skipped (the white concept could not show);
+    planted rows that are not copies of their own poster are not taken."""
+    group = ["planted"] * 3 + ["held_out"] * 4
+    scr = _screening(group, [0, 1, 2, 0, 1, 2, 3], [1, 1, 1, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0, 0])
+    scr.captions = ["p0", "p1", "p2", "a on a white background", "b on a gray background",
+                    "c on a white background", "d on a pink background"]
+    rows, n_held = scr.steering_rows(5)
+    assert n_held == 2 and rows.tolist() == [4, 6, 0, 2]
+    rows, n_held = scr.steering_rows(1)
+    assert n_held == 1 and rows.tolist() == [4, 0]

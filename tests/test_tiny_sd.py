@@ -177,7 +177,7 @@ def test_shipped_model_memorizes_and_detector_independent_implementation():
     pipe.set_progress_bar_config(disable=True)
     scr = screening.screen(pipe, keep_step=13)
     group = np.asarray(scr.group)
-    sample = np.r_[[np.nonzero(group == g)[0][:3] for g in screening.GROUPS]].ravel()
+    sample = np.concatenate([np.nonzero(group == g)[0][:3] for g in screening.GROUPS])
     plain = pipe([scr.captions[i] for i in sample], num_inference_steps=30, guidance_scale=7.5, height=32,
                  width=32, output_type="pt", latents=scr.latents0[sample]).images * 2 - 1
     assert (plain - scr.images[sample]).abs().max() < 1e-4
