@@ -1,6 +1,7 @@
 """The repository's own rules: clean notebooks, a consistent table of contents, the chapter shape, lint."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,7 +18,14 @@ TOC_NOTEBOOKS = stamp_notebooks.toc_notebooks()
 
 
 def all_notebooks() -> list[Path]:
-    return sorted(p for p in ROOT.rglob("*.ipynb") if not {"_build", ".venv", ".ipynb_checkpoints"} & set(p.parts))
+    """The repository's notebooks. Hidden folders (``.venv``, ``.venv-colab``, ``.git``) and ``_build`` are not
+    entered: CI collects these tests while ``.venv-colab`` is still being installed, and a folder that pip
+    removes mid-walk would fail the collection."""
+    found = []
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = sorted(d for d in subfolders if d != "_build" and not d.startswith("."))
+        found += [Path(folder) / f for f in files if f.endswith(".ipynb")]
+    return sorted(found)
 
 
 def test_toc_entries_exist_and_every_chapter_is_listed():

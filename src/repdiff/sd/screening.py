@@ -88,12 +88,8 @@ class Screening:
         return self.mask("planted") & self.own_copy
 
     def steering_rows(self, n: int) -> tuple[np.ndarray, int]:
-        """The prompts Chapter 14 and Assignment 3 steer: the first ``n`` held-out rows whose caption does not
-        end in "white background" (the white concept could not show on them), then the first ``n`` copies.
-
-        Returns:
-            ``(rows, n_held)``: row indices, held-out ones first, and how many of them are held-out.
-        """
+        """``(rows, n_held)``, the rows Chapter 14 and Assignment 3 steer: the first ``n`` held-out rows whose
+        caption does not end in "white background" (the white concept could not show), then the first ``n`` copies."""
         not_white = ~np.char.endswith(np.asarray(self.captions), "white background")
         held = np.nonzero(self.mask("held_out") & not_white)[0][:n]
         return np.r_[held, np.nonzero(self.copies())[0][:n]], len(held)
