@@ -43,21 +43,38 @@ COLAB=0
 [ -n "$colab_env_pid" ] && COLAB=1
 took "setting up .venv"
 
-# Every chapter in the table of contents, the heaviest first (later chapters take longer), so that no
-# long chapter starts last on one core while the other core idles; the unit tests fill in at the end.
+# The order of the work. pytest-xdist (--dist loadscope) hands out each notebook and each test module as one
+# unit, in the order given, to whichever core frees up. The tiny SD's screening (repdiff.sd.screening) is
+# computed by the first chapter or test that asks for it; the others wait for it and read it.
+#  .venv: the heaviest chapter first (Chapter 14: it computes the screening); then tests/test_assignments.py,
+#    the longest test module (six otter runs, ~220 s of one core in sequence), on the other core from the start
+#    (handed out after the chapters, it ran alone for its last ~110 s); then the other chapters, heaviest
+#    first (later chapters take longer), those that read the screening last; then the other test modules.
+#  .venv-colab: the chapters that read the screening after the rest, so that it works while Chapter 14
+#    computes the screening instead of waiting for it.
 read -r -a ALL <<< "$(.venv/bin/python -c "
 import sys; sys.path.insert(0, 'tools'); import stamp_notebooks
 print(' '.join(str(p.relative_to(stamp_notebooks.ROOT)) for p in reversed(stamp_notebooks.toc_notebooks())))")"
-MAIN=() IN_COLAB=()
+READ_SCREENING="chapters/part4/12_text_to_image.ipynb chapters/part4/13_detection.ipynb"
+FIRST=() MAIN=() MAIN_LAST=() IN_COLAB=() COLAB_LAST=()
 for nb in "${ALL[@]}"; do
-  if [ "$COLAB" = 1 ] && [[ " $COLAB_CHAPTERS " == *" $nb "* ]]; then IN_COLAB+=("$nb"); else MAIN+=("$nb"); fi
+  reads=0
+  [[ " $READ_SCREENING " == *" $nb "* ]] && reads=1
+  if [ "$COLAB" = 1 ] && [[ " $COLAB_CHAPTERS " == *" $nb "* ]]; then
+    if [ "$reads" = 1 ]; then COLAB_LAST+=("$nb"); else IN_COLAB+=("$nb"); fi
+  elif [ "${#FIRST[@]}" = 0 ]; then FIRST+=("$nb")
+  elif [ "$reads" = 1 ]; then MAIN_LAST+=("$nb")
+  else MAIN+=("$nb"); fi
 done
-# Chapter 12 last: it reuses the screening (repdiff.sd.screening) that Chapter 14, the first job, computes
-if [[ " ${MAIN[*]} " == *" chapters/part4/12_text_to_image.ipynb "* ]]; then
-  rest=()
-  for nb in "${MAIN[@]}"; do [ "$nb" = chapters/part4/12_text_to_image.ipynb ] || rest+=("$nb"); done
-  MAIN=("${rest[@]}" chapters/part4/12_text_to_image.ipynb)
-fi
+# test modules, named one by one (a folder argument would put them all after the chapters)
+TESTS=(tests/test_assignments.py)
+for t in tests/test_*.py; do
+  [ "$t" = tests/test_assignments.py ] && continue
+  [ "$COLAB" = 1 ] && [ "$t" = "$COLAB_TESTS" ] && continue  # run in .venv-colab
+  TESTS+=("$t")
+done
+ORDER=("${FIRST[@]}" "${TESTS[0]}" "${MAIN[@]}" "${MAIN_LAST[@]}" "${TESTS[@]:1}")
+COLAB_ORDER=("${IN_COLAB[@]}" "$COLAB_TESTS" "${COLAB_LAST[@]}")
 
 rm -rf _build/executed _build/notebook_times.json _build/cache _build/cache-colab _build/pytest_main.rc
 # each run screens the tiny SD afresh (no result of an earlier run is reused), once: both environments (and the
@@ -70,14 +87,11 @@ mkdir -p _build
 # Timeouts are safety nets for a hung kernel, never benchmarks: a cell may take an hour on a slow machine.
 NBVAL=(-p nbval_record --nbval-record _build/executed --nbval-lax --nbval-current-env
        --nbval-cell-timeout=3600 --nbval-kernel-startup-timeout=600 -p no:cacheprovider)
-echo "== unit tests and notebooks (nbval) in .venv on $NCORES cores: ${MAIN[*]}"
+echo "== unit tests and notebooks (nbval) in .venv on $NCORES cores, in this order: ${ORDER[*]}"
 # in the background, so that it runs while .venv-colab is still being built; in its own process group
 # (setsid), so that a failure below stops it with all its workers
-ONLY_COLAB=()
-[ "$COLAB" = 1 ] && ONLY_COLAB=(--ignore="$COLAB_TESTS")
 setsid bash -c '.venv/bin/python -m pytest "$@"; echo $? > _build/pytest_main.rc' pytest \
-  -n "$NCORES" --dist loadscope --no-loadscope-reorder "${NBVAL[@]}" --ignore=tests/site "${ONLY_COLAB[@]}" \
-  "${MAIN[@]}" tests &
+  -n "$NCORES" --dist loadscope --no-loadscope-reorder "${NBVAL[@]}" "${ORDER[@]}" &
 main_pid=$!
 stop_main() { kill -- "-$main_pid" 2>/dev/null || true; }
 if [ -f scripts/colab_env.sh ]; then
@@ -113,9 +127,9 @@ print(' '.join(p for m, p in need.items() if u.find_spec(m) is None))")
   echo "== .venv-colab ready ($(( $(date +%s) - start )) s after the start)"
 fi
 colab_pid=""
-if [ "${#IN_COLAB[@]}" -gt 0 ]; then
-  echo "== nbval in .venv-colab ($(.venv-colab/bin/python --version)): ${IN_COLAB[*]} (log: _build/nbval_colab.log)"
-  ( set +e; .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${IN_COLAB[@]}" "$COLAB_TESTS" \
+if [ "$COLAB" = 1 ]; then
+  echo "== nbval in .venv-colab ($(.venv-colab/bin/python --version)): ${COLAB_ORDER[*]} (log: _build/nbval_colab.log)"
+  ( set +e; .venv-colab/bin/python -m pytest "${NBVAL[@]}" "${COLAB_ORDER[@]}" \
       > _build/nbval_colab.log 2>&1
     echo $? > _build/nbval_colab.rc ) &
   colab_pid=$!
