@@ -66,9 +66,10 @@ for nb in "${ALL[@]}"; do
   elif [ "$reads" = 1 ]; then MAIN_LAST+=("$nb")
   else MAIN+=("$nb"); fi
 done
-# test modules, named one by one (a folder argument would put them all after the chapters)
+# test modules, named one by one (a folder argument would put them all after the chapters); tests/site runs
+# after the website is built
 TESTS=(tests/test_assignments.py)
-for t in tests/test_*.py; do
+for t in $(find tests -name 'test_*.py' -not -path 'tests/site/*' | sort); do
   [ "$t" = tests/test_assignments.py ] && continue
   [ "$COLAB" = 1 ] && [ "$t" = "$COLAB_TESTS" ] && continue  # run in .venv-colab
   TESTS+=("$t")
