@@ -5,6 +5,8 @@
 - :mod:`~repdiff.sd.tiny_sd`, :mod:`~repdiff.sd.tiny_sd_train`  the tiny SD: loading, prompts, recipe; its training
   (``python -m repdiff.sd.tiny_sd RECIPE``)
 - :mod:`~repdiff.sd.screening`  labelled generations shared by Chapters 12-14
+- :mod:`~repdiff.sd.cache`  results kept on disk, keyed by the pipeline, the arguments and the code, so that a build
+  computes each once (the screening, steering sweeps)
 - :mod:`~repdiff.sd.detection`  the prompt-free detector and Wen et al.'s baseline (Chapter 13)
 - :mod:`~repdiff.sd.steering`, :mod:`~repdiff.sd.retention`  representation steering, and how much of a push a
   denoising pass keeps (Chapter 14)

@@ -10,20 +10,17 @@ compositional training images, all after a VAE round trip):
 - ``"control"``: generations of control titles (posters seen once in training);
 - ``"held_out"``: generations of compositional captions absent from training.
 
-The result is cached on disk (``$REPDIFF_CACHE`` or ``~/.cache/repdiff``), keyed by the model's weights, the
-prompts and the settings, so the chapters of one build generate once. :func:`score_generations` runs the
-paper's detector and Wen et al.'s score on a screening; :func:`compare` gives AUROC and TPR at 1 % FPR with
-bootstrap intervals as a small dataclass (glue it whole with :func:`repdiff.glue_all`).
+The result is cached on disk (:mod:`repdiff.sd.cache`: ``$REPDIFF_CACHE`` or ``~/.cache/repdiff``), keyed by the
+model, the prompts, the settings and the course's code, so the chapters of one build generate once.
+:func:`score_generations` runs the paper's detector and Wen et al.'s score on a screening; :func:`compare` gives
+AUROC and TPR at 1 % FPR with bootstrap intervals as a small dataclass (glue it whole with
+:func:`repdiff.glue_all`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -32,15 +29,14 @@ import torch
 
 from repdiff import metrics
 from repdiff.data import captioned, scenes
-from repdiff.sd import detection, pipeline, tiny_sd
+from repdiff.sd import cache, detection, pipeline, tiny_sd
 
 __all__ = ["GROUPS", "Screening", "screen", "reference_set", "LabelSummary", "label_summary", "Scores",
            "score_generations", "Comparison", "layer_sweep", "own_copies",
            "training_images", "words_split", "background_matches", "design_values",
-           "compare", "cache_dir"]
+           "compare"]
 
 GROUPS = ("planted", "control", "held_out")
-_CACHE_VERSION = 1
 
 
 @dataclass
@@ -95,61 +91,18 @@ class Screening:
         return np.r_[held, np.nonzero(self.copies())[0][:n]], len(held)
 
 
-def cache_dir() -> Path:
-    """Where screenings are cached: ``$REPDIFF_CACHE/screening`` (default ``~/.cache/repdiff/screening``)."""
-    return Path(os.environ.get("REPDIFF_CACHE", Path.home() / ".cache" / "repdiff")) / "screening"
-
-
-def _fingerprint(pipe) -> str:
-    h = hashlib.sha256()
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        for name, p in sorted(module.state_dict().items()):
-            h.update(name.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
 _REFERENCE: dict[str, tuple[torch.Tensor, np.ndarray, np.ndarray]] = {}
 
 
-@contextlib.contextmanager
-def cache_lock(file: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``file``'s cache entry (``<file>.lock``) while computing or reading it, so that
-    two processes sharing ``$REPDIFF_CACHE`` (the CI's two environments, two notebooks run side by side)
-    compute a screening once: the second waits, then reads the first one's result. Without ``fcntl``
-    (Windows) there is no lock: both compute, and the last write wins (the results are the same)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    file.parent.mkdir(parents=True, exist_ok=True)
-    with open(file.with_suffix(".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def training_images(pipe, path: str | Path | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """:func:`reference_set`, kept in memory and on disk (keyed by the model's weights); Chapters 13-14."""
-    key = hashlib.sha256(json.dumps([_CACHE_VERSION, _fingerprint(pipe), str(path)]).encode()).hexdigest()[:24]
-    if key in _REFERENCE:
-        return _REFERENCE[key]
-    file = cache_dir() / f"reference_{key}.pt"
-    with cache_lock(file):
-        if file.exists():
-            d = torch.load(file, weights_only=True)
-            _REFERENCE[key] = d["images"], np.asarray(d["kind"]), d["index"].numpy()
-        else:
-            rec, kind, index = reference_set(pipe, path)
-            file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = file.with_suffix(".tmp")
-            torch.save({"images": rec, "kind": kind.tolist(), "index": torch.from_numpy(index)}, tmp)
-            tmp.replace(file)
-            _REFERENCE[key] = rec, kind, index
-    return _REFERENCE[key]
+    """:func:`reference_set`, kept in memory and on disk (:func:`repdiff.sd.cache.cached`); Chapters 13-14."""
+    key = [cache.fingerprint(pipe), str(path)]
+    memo = cache.digest(*key)
+    if memo not in _REFERENCE:
+        d = cache.cached("reference", key, lambda: dict(zip(("images", "kind", "index"),
+                                                            map(_store, reference_set(pipe, path)), strict=True)))
+        _REFERENCE[memo] = d["images"], _restore(d["kind"]), _restore(d["index"])
+    return _REFERENCE[memo]
 
 
 def own_copies(pipe, images: torch.Tensor, group: str, titles: np.ndarray, *,
@@ -215,7 +168,7 @@ def _plan(n_planted: int, n_control: int, n_held_out: int, path) -> tuple[list[s
 def screen(pipe, *, n_planted: int = 64, n_control: int = 48, n_held_out: int = 64, steps: int = 30,
            guidance: float = 7.5, seed: int = 0, keep_step: int | None = None, path: str | Path | None = None,
            use_cache: bool = True, progress: bool = False) -> Screening:
-    """Generate and label the three groups (Chapters 12-14); cached on disk (see :func:`cache_dir`).
+    """Generate and label the three groups (Chapters 12-14); cached on disk (:func:`repdiff.sd.cache.cached`).
 
     ``n_planted`` generations take the planted titles in file order and start again from the first when the
     list runs out (the default 64 generations of the 48 shipped titles: the first 16 titles twice, the other
@@ -224,24 +177,20 @@ def screen(pipe, *, n_planted: int = 64, n_control: int = 48, n_held_out: int = 
     that step (Chapter 14 steers from there).
     """
     captions, group, title = _plan(n_planted, n_control, n_held_out, path)
-    key = hashlib.sha256(json.dumps([_CACHE_VERSION, _fingerprint(pipe), captions, steps, guidance, seed,
-                                     keep_step]).encode()).hexdigest()[:24]
-    file = cache_dir() / f"{key}.pt"
-    with cache_lock(file) if use_cache else contextlib.nullcontext():
-        return _screen(pipe, file, captions, group, title, steps=steps, guidance=guidance, seed=seed,
-                       keep_step=keep_step, path=path, use_cache=use_cache, progress=progress)
+    stored = cache.cached(
+        "screening", [cache.fingerprint(pipe), captions, steps, guidance, seed, keep_step],
+        lambda: _screen(pipe, captions, group, title, steps=steps, guidance=guidance, seed=seed,
+                        keep_step=keep_step, path=path, progress=progress),
+        use=use_cache)
+    return Screening(**{f.name: _restore(stored[f.name]) for f in fields(Screening)})
 
 
-def _screen(pipe, file: Path, captions: list[str], group: np.ndarray, title: np.ndarray, *, steps: int,
-            guidance: float, seed: int, keep_step: int | None, path: str | Path | None, use_cache: bool,
-            progress: bool) -> Screening:
-    """:func:`screen` once its cache entry is locked: read it, or generate, label and store."""
-    if use_cache and file.exists():
-        stored = torch.load(file, weights_only=True)
-        return Screening(**{f.name: _restore(f.name, stored[f.name]) for f in fields(Screening)})
+def _screen(pipe, captions: list[str], group: np.ndarray, title: np.ndarray, *, steps: int, guidance: float,
+            seed: int, keep_step: int | None, path: str | Path | None, progress: bool) -> dict:
+    """Generate and label (:func:`screen`), as the stored form of a :class:`Screening` (:func:`_store`)."""
     t0 = time.perf_counter()
     gen = pipeline.generate(pipe, captions, steps=steps, guidance=guidance, seed=seed, keep_step=keep_step,
-                             progress=progress)
+                            progress=progress)
     seconds = (time.perf_counter() - t0) / len(captions)
     ref, ref_kind, ref_index = training_images(pipe, path)
     ratio, nearest = _label(gen.images, ref)
@@ -252,21 +201,18 @@ def _screen(pipe, file: Path, captions: list[str], group: np.ndarray, title: np.
                     latents_at=gen.latents_at, keep_step=keep_step, wen_first=gen.wen_first, wen_mean=gen.wen_mean,
                     nn_ratio=ratio, nn_kind=nn_kind, nn_index=nn_index, is_copy=is_copy, own_copy=own,
                     seconds_per_image=seconds, steps=steps, guidance=guidance)
-    if use_cache:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(".tmp")
-        torch.save({f.name: _store(getattr(out, f.name)) for f in fields(Screening)}, tmp)
-        tmp.replace(file)
-    return out
+    return {f.name: _store(getattr(out, f.name)) for f in fields(Screening)}
 
 
 def _store(v):
+    """A field as ``torch.load(weights_only=True)`` reads it back: numpy arrays as tensors or string lists."""
     if isinstance(v, np.ndarray):
         return {"str": v.tolist()} if v.dtype.kind == "U" else {"np": torch.from_numpy(np.ascontiguousarray(v))}
     return v
 
 
-def _restore(name: str, v):
+def _restore(v):
+    """The inverse of :func:`_store`."""
     if isinstance(v, dict) and "np" in v:
         return v["np"].numpy()
     if isinstance(v, dict) and "str" in v:

@@ -28,6 +28,7 @@ import torch
 from repdiff.metrics import mean_interval
 from repdiff.notebook import check_range
 from repdiff.representations import count_calls, edit_outputs
+from repdiff.sd import cache
 from repdiff.sd.pipeline import encode_images, features_at_t, generate
 
 __all__ = [
@@ -332,22 +333,30 @@ def check_sweep_claims(r: SteeringResult, change_held: np.ndarray, change_copies
 
 def sweep(pipe, vectors: dict[str, torch.Tensor], a_values: Sequence[float], prompts: Sequence[str],
           latents_at: torch.Tensor, *, from_step: int, window: tuple[int, int], steps: int = 30,
-          guidance: float = 7.5) -> list[torch.Tensor]:
-    """Steered samples at each strength: ``K`` tensors ``(P, 3, H, W)`` in [-1, 1] (Chapter 14).
+          guidance: float = 7.5, use_cache: bool = True) -> list[torch.Tensor]:
+    """Steered samples at each strength: ``K`` tensors ``(P, 3, H, W)`` in [-1, 1] (Chapter 14, Assignment 3).
 
     Sampling resumes at step ``from_step`` from ``latents_at`` (the latents entering that step of an unsteered
     run, :attr:`repdiff.sd.pipeline.Generation.latents_at`): steps before the window are the same at every
-    strength, so they are run once. ``a = 0`` is sampled too (it reproduces the unsteered run).
+    strength, so they are run once. ``a = 0`` is sampled too (it reproduces the unsteered run). The samples are
+    kept on disk (:func:`repdiff.sd.cache.cached`, keyed by the pipeline and every argument): a second run with
+    the same arguments, such as Assignment 3's student notebook graded after its solutions, reads them.
     """
     if not 0 <= from_step <= window[0] <= window[1] <= steps:
         raise ValueError(f"need 0 <= from_step <= window start <= window stop <= steps, got {from_step}, "
                          f"{window}, {steps}")
-    out = []
-    for a in a_values:
-        with steer(pipe.unet, vectors, a, start=window[0], stop=window[1], first_call=from_step):
-            out.append(generate(pipe, list(prompts), steps=steps, guidance=guidance, latents=latents_at,
-                                start_step=from_step).images)
-    return out
+
+    def run() -> list[torch.Tensor]:
+        out = []
+        for a in a_values:
+            with steer(pipe.unet, vectors, a, start=window[0], stop=window[1], first_call=from_step):
+                out.append(generate(pipe, list(prompts), steps=steps, guidance=guidance, latents=latents_at,
+                                    start_step=from_step).images)
+        return out
+
+    key = [cache.fingerprint(pipe), vectors, [float(a) for a in a_values], list(prompts), latents_at, from_step,
+           list(window), steps, guidance]
+    return cache.cached("sweep", key, run, use=use_cache)
 
 
 @dataclass
