@@ -11,6 +11,7 @@
 # are errors; a failing chapter stops the build with its traceback.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+unset PYTHONDONTWRITEBYTECODE  # keep compiled modules: each chapter's kernel imports torch (scripts/test.sh)
 EXECUTED=""
 while [ $# -gt 0 ]; do
   case "$1" in
