@@ -2,7 +2,7 @@
 # Everything CI checks, on a fresh machine, executing each chapter notebook once:
 #  1. set up .venv (scripts/setup.sh); with scripts/colab_env.sh present, also .venv-colab with Google
 #     Colab's package versions (that script fails if installing the course changes one of them);
-#  2. the unit tests and every chapter with nbval, on all cores. Part I and Chapter 13 run in .venv-colab
+#  2. the unit tests and every chapter with nbval, on all cores. Parts I-II and Chapter 13 run in .venv-colab
 #     (when it exists) at the same time as the rest in .venv; the .venv run starts as soon as .venv is ready,
 #     while .venv-colab is still being built. tools/nbval_record.py keeps each chapter's
 #     outputs under _build/executed and reports run times (a table, _build/notebook_times.json): a time is
@@ -40,8 +40,10 @@ NCORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 export PYTHONPATH="$PWD/tools${PYTHONPATH:+:$PYTHONPATH}"  # the pytest plugin nbval_record
 
-# chapters run with Colab's versions: all of Part I and Chapter 13 (detection on the tiny SD); the rest in .venv
-COLAB_CHAPTERS="$(echo chapters/part1/*.ipynb) chapters/part4/13_detection.ipynb"
+# chapters run with Colab's versions: Parts I and II and Chapter 13 (detection on the tiny SD); the rest in .venv.
+# Part II there too, so that .venv-colab still has chapters to run while Chapter 14 (in .venv) computes the
+# screening that Chapter 13 and tests/test_generation.py read (with Part I alone, it waited ~30 s for it)
+COLAB_CHAPTERS="$(echo chapters/part1/*.ipynb chapters/part2/*.ipynb) chapters/part4/13_detection.ipynb"
 # the sampling loop under Colab's diffusers (the shared screening may come from .venv: whichever chapter asks
 # first computes it); run in .venv instead when there is no .venv-colab
 COLAB_TESTS=tests/test_generation.py
