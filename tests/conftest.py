@@ -66,3 +66,9 @@ def tiny_random_sd_pipeline():
                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """:func:`tiny_random_sd_pipeline`, one per test module (the detection, steering, cache and hub tests)."""
+    return tiny_random_sd_pipeline()

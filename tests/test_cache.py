@@ -5,16 +5,9 @@ import threading
 
 import pytest
 import torch
-from conftest import tiny_random_sd_pipeline
 from diffusers import DDPMScheduler
 
 from repdiff.sd import cache, pipeline, steering
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    """A small random-weight pipeline with the tiny SD's layout (tests/conftest.py)."""
-    return tiny_random_sd_pipeline()
 
 
 @pytest.fixture

@@ -3,17 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_random_sd_pipeline
 
 from repdiff import representations
 from repdiff.representations import ActivationRecorder
 from repdiff.sd import detection, pipeline
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    """A small random-weight pipeline with the tiny SD's layout (tests/conftest.py)."""
-    return tiny_random_sd_pipeline()
 
 
 def test_post_norm2_equals_second_call_of_shared_nonlinearity(pipe):

@@ -4,18 +4,12 @@ reject, raises ``repdiff.CheckFailed`` (or the library refuses the input)."""
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_random_sd_pipeline
 
 import repdiff
 from repdiff.sd import detection, pipeline, random_sd14, retention, screening, steering
 
 pytestmark = pytest.mark.negative_control
 
-
-@pytest.fixture(scope="module")
-def pipe():
-    """A small random-weight (untrained) pipeline with the tiny SD's layout (tests/conftest.py)."""
-    return tiny_random_sd_pipeline()
 
 
 def _separated_scores(n_pos=40, n_neg=60, seed=0):

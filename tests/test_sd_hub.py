@@ -220,10 +220,6 @@ def test_chunked_splits_and_joins():
         gpu_memory.chunked(f, x, 0)
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_random_sd_pipeline()
-
 
 def _image_size(pipe) -> int:
     return pipe.unet.config.sample_size * 2 ** (len(pipe.vae.config.block_out_channels) - 1)

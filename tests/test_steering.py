@@ -5,18 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_random_sd_pipeline
 
 from repdiff import metrics
 from repdiff.data import captioned, scenes
 from repdiff.representations import ActivationRecorder
 from repdiff.sd import pipeline, retention, steering
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    """A small random-weight pipeline with the tiny SD's layout (tests/conftest.py)."""
-    return tiny_random_sd_pipeline()
 
 
 def test_hook_adds_only_to_conditional_half_inside_window(pipe):
